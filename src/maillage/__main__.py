@@ -1,0 +1,3 @@
+from maillage.cli.main import app
+
+app()

@@ -1,0 +1,123 @@
+"""create_app(): the ASGI application: FHIR surface, health, metrics, error translation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from maillage.errors import Issue
+from maillage.fhir.http.outcomes import operation_outcome
+from maillage.fhir.http.responses import fhir_response
+from maillage.fhir.http.routes import FhirApi
+from maillage.fhir.repository import FhirStore
+from maillage.fhir.search.engine import SearchEngine
+from maillage.security import AllowAll
+from maillage.settings import Settings
+from maillage.storage import Database
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("maillage_http_requests_total", "HTTP requests", ["method", "status"])
+LATENCY = Histogram("maillage_http_request_seconds", "HTTP request latency", ["method"])
+
+
+class MetricsMiddleware:
+    """Counts requests and their latency by method and status (no ids, no patient data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            method = scope["method"]
+            REQUESTS.labels(method, str(status_holder["status"])).inc()
+            LATENCY.labels(method).observe(time.perf_counter() - started)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "exception")
+    message = {404: f"no FHIR endpoint at {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(
+        error.status_code, str(error.detail))
+    return fhir_response(operation_outcome([Issue(message, code=code)]),
+                         status=error.status_code)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return fhir_response(
+        operation_outcome([Issue("internal error; the hub's log has the details",
+                                 code="exception")]),
+        status=500,
+    )
+
+
+def create_app(settings: Settings, conninfo: str) -> Starlette:
+    database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    engine = SearchEngine(default_count=settings.default_page_size,
+                          max_count=settings.max_page_size,
+                          timeout_ms=settings.search_timeout_ms)
+    store = FhirStore(database, AllowAll(), engine)
+    api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
+
+    async def health(request: Request) -> Response:
+        ready = await database.is_ready()
+        return JSONResponse({"status": "ok" if ready else "starting",
+                             "database": "ready" if ready else "unavailable"},
+                            status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.open()
+        log.info("hub ready, FHIR base /fhir")
+        try:
+            yield
+        finally:
+            await database.close()
+
+    app = Starlette(
+        routes=[Route("/health", health), Route("/metrics", metrics), *api.routes("/fhir")],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware)
+    app.state.store = store
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for uvicorn workers: the parent process has set MAILLAGE_DATABASE_URL."""
+    from maillage.settings import load_settings
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise RuntimeError("MAILLAGE_DATABASE_URL must be set for worker processes")
+    return create_app(settings, settings.database_url)

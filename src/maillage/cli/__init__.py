@@ -1,0 +1,1 @@
+"""Command line: thin Typer commands that call services."""

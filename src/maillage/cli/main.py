@@ -1,0 +1,120 @@
+"""``maillage``: serve the hub, load FHIR data, manage the database."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from maillage.errors import ConfigurationError, MaillageError
+from maillage.settings import Settings, load_settings
+from maillage.storage import DatabaseLocation, prepare_database
+
+app = typer.Typer(help="Maillage, the territorial health information hub of a GHT.",
+                  no_args_is_help=True)
+db_app = typer.Typer(help="Database management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DataDirOption = typer.Option(None, "--data-dir", help="Where the embedded PostgreSQL lives "
+                             "(default ./var); ignored when MAILLAGE_DATABASE_URL is set.")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@contextmanager
+def running_database(settings: Settings) -> Iterator[str]:
+    """Start the embedded PostgreSQL if needed, bring the schema up to date, yield its URL."""
+    location = DatabaseLocation(settings.database_url, settings.data_dir)
+    try:
+        conninfo = location.start()
+        prepare_database(conninfo)
+        yield conninfo
+    finally:
+        location.stop()
+
+
+def _fail(error: MaillageError) -> None:
+    typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port to listen on (default 8080)."),
+    data_dir: Path = DataDirOption,
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="Load the demo territory "
+                              "into an empty database."),
+    workers: int = typer.Option(1, help="HTTP worker processes."),
+) -> None:
+    """Start the hub: FHIR API on /fhir, /health, /metrics."""
+    import uvicorn
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    _configure_logging(settings.log_level)
+    try:
+        with running_database(settings) as conninfo:
+            if demo:
+                from maillage.demo.territory import load_demo_if_empty
+
+                load_demo_if_empty(conninfo)
+            if workers > 1:
+                os.environ["MAILLAGE_DATABASE_URL"] = conninfo
+                uvicorn.run("maillage.app:create_app_from_env", factory=True, host=settings.host,
+                            port=settings.port, workers=workers, log_level="warning")
+            else:
+                from maillage.app import create_app
+
+                uvicorn.run(create_app(settings, conninfo), host=settings.host,
+                            port=settings.port, log_level="warning")
+    except MaillageError as error:
+        _fail(error)
+
+
+@app.command()
+def load(
+    paths: list[Path] = typer.Argument(..., help="NDJSON files, folders of them, or Bundle "
+                                       "JSON files."),
+    data_dir: Path = DataDirOption,
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first bad line."),
+) -> None:
+    """Bulk-load FHIR resources (PostgreSQL COPY), idempotently."""
+    from maillage.loading.cli import run_load
+
+    settings = load_settings(data_dir=data_dir)
+    _configure_logging("WARNING")
+    try:
+        for path in paths:
+            if not path.exists():
+                raise ConfigurationError(f"{path} does not exist; give NDJSON files, folders "
+                                         "or Bundle JSON files")
+        with running_database(settings) as conninfo:
+            code = run_load(conninfo, paths, strict=strict)
+    except MaillageError as error:
+        _fail(error)
+    raise typer.Exit(code=code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Path = DataDirOption) -> None:
+    """Apply pending schema migrations."""
+    from maillage.storage import current_version, upgrade
+
+    settings = load_settings(data_dir=data_dir)
+    _configure_logging("WARNING")
+    location = DatabaseLocation(settings.database_url, settings.data_dir)
+    try:
+        conninfo = location.start()
+        applied = upgrade(conninfo)
+        version = current_version(conninfo)
+        typer.echo(f"applied {len(applied)} migration(s); schema at version {version}")
+    except MaillageError as error:
+        _fail(error)
+    finally:
+        location.stop()

@@ -1,0 +1,1 @@
+"""The demo territory: five fictitious hospitals of one GHT and synthetic patients."""

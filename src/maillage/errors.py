@@ -1,0 +1,132 @@
+"""The domain error tree.
+
+Every error a service raises is a ``MaillageError`` with a stable ``code``; each
+surface (FHIR HTTP, MLLP, CLI) translates it in one place
+(``maillage.fhir.http.outcomes`` for HTTP). Services never raise web-framework
+exceptions.
+
+    MaillageError
+    ├── InvalidRequest            malformed input the client must fix (HTTP 400)
+    │   ├── MalformedContent      body that is not JSON, or not a resource
+    │   ├── IdMismatch            resourceType / id disagree with the URL
+    │   └── UnsupportedParameter  unknown search parameter under strict handling
+    ├── ValidationFailed          a resource that breaks the FHIR model (422)
+    ├── NotFound                  unknown type, id or version (404)
+    ├── Gone                      a deleted resource (410)
+    ├── MethodNotAllowed          interaction not supported here (405)
+    ├── Conflict                  conflicting state, e.g. duplicate (409)
+    ├── PreconditionFailed        If-Match / conditional mismatch (412)
+    ├── MultipleMatches           conditional op matched several resources (412)
+    ├── Forbidden                 the access decision point said no (403)
+    ├── NotAcceptable             asked for a format we do not serve (406)
+    ├── PayloadTooLarge           body over the configured limit (413)
+    ├── UnsupportedMediaType      body in a media type we do not read (415)
+    ├── QueryTimeout              a query ran past its time limit (503)
+    └── ConfigurationError        the hub cannot start as configured (CLI)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem, located by a FHIRPath-like expression when it has a place."""
+
+    message: str
+    expression: str | None = None
+    severity: str = "error"
+    code: str = "invalid"
+
+
+class MaillageError(Exception):
+    code = "exception"
+
+    def __init__(self, message: str, *, issues: list[Issue] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.issues = issues or [Issue(message=message, code=self.code)]
+
+
+class InvalidRequest(MaillageError):
+    code = "invalid"
+
+
+class MalformedContent(InvalidRequest):
+    code = "structure"
+
+
+class IdMismatch(InvalidRequest):
+    code = "invalid"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "not-supported"
+
+
+class ValidationFailed(MaillageError):
+    code = "invalid"
+
+
+class NotFound(MaillageError):
+    code = "not-found"
+
+
+class Gone(MaillageError):
+    code = "deleted"
+
+
+class MethodNotAllowed(MaillageError):
+    code = "not-supported"
+
+
+class Conflict(MaillageError):
+    code = "conflict"
+
+
+class PreconditionFailed(MaillageError):
+    code = "conflict"
+
+
+class MultipleMatches(PreconditionFailed):
+    code = "multiple-matches"
+
+
+class Forbidden(MaillageError):
+    code = "forbidden"
+
+
+class NotAcceptable(MaillageError):
+    code = "not-supported"
+
+
+class PayloadTooLarge(MaillageError):
+    code = "too-costly"
+
+
+class UnsupportedMediaType(MaillageError):
+    code = "not-supported"
+
+
+class QueryTimeout(MaillageError):
+    code = "timeout"
+
+
+class ConfigurationError(MaillageError):
+    code = "exception"
+
+
+@dataclass
+class ErrorReport:
+    """Collects several issues before raising them together (Splink's ErrorLogger habit)."""
+
+    issues: list[Issue] = field(default_factory=list)
+
+    def add(self, message: str, expression: str | None = None) -> None:
+        self.issues.append(Issue(message=message, expression=expression))
+
+    def raise_if_any(self, error: type[MaillageError] = ValidationFailed) -> None:
+        if self.issues:
+            summary = "; ".join(issue.message for issue in self.issues[:3])
+            raise error(summary, issues=list(self.issues))

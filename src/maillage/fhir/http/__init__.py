@@ -1,0 +1,1 @@
+"""The FHIR REST surface (Starlette): routing, negotiation, outcome translation."""

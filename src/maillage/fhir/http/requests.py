@@ -1,0 +1,80 @@
+"""Reading what a FHIR HTTP request asks for: body, preferences, versions, context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from maillage.errors import InvalidRequest, PayloadTooLarge
+from maillage.fhir.http.negotiation import check_content_type, parse_json
+from maillage.security import RequestContext
+
+
+@dataclass(frozen=True)
+class Preferences:
+    return_: str = "representation"
+    handling: str = "lenient"
+    respond_async: bool = False
+
+
+def preferences(request: Request) -> Preferences:
+    values: dict[str, str] = {}
+    respond_async = False
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.strip() == "respond-async":
+                respond_async = True
+            elif value:
+                values[name.strip()] = value.strip().strip('"')
+    wanted_return = values.get("return", "representation")
+    if wanted_return not in ("minimal", "representation", "OperationOutcome"):
+        wanted_return = "representation"
+    return Preferences(wanted_return, values.get("handling", "lenient"), respond_async)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, limit: int, *, patch: bool = False) -> Any:
+    check_content_type(request.headers.get("content-type"), patch=patch)
+    body = await read_body(request, limit)
+    if not body:
+        raise InvalidRequest("the request has no body")
+    return parse_json(body)
+
+
+def if_match_version(request: Request) -> int | None:
+    etag = request.headers.get("if-match")
+    if etag is None:
+        return None
+    digits = etag.strip().removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise InvalidRequest(f'If-Match {etag!r} is not a version ETag like W/"3"')
+    return int(digits)
+
+
+def query_params(request: Request) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in request.query_params.multi_items()]
+
+
+def context_of(request: Request) -> RequestContext:
+    """Until sign-in lands (security issue), the caller states who and where in headers."""
+    headers = request.headers
+    return RequestContext(
+        who=headers.get("x-maillage-user", "anonymous"),
+        site=headers.get("x-maillage-site"),
+        purpose=headers.get("x-maillage-purpose", "TREAT"),
+    )

@@ -1,0 +1,216 @@
+"""The FHIR R4 REST interactions under ``/fhir`` (R4 http.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import wraps
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from maillage.errors import InvalidRequest, MaillageError
+from maillage.fhir import bundling
+from maillage.fhir.bundles import BundleProcessor
+from maillage.fhir.capability import capability_statement
+from maillage.fhir.http import requests as req
+from maillage.fhir.http.negotiation import check_format
+from maillage.fhir.http.outcomes import information, outcome_for
+from maillage.fhir.http.responses import (
+    error_response,
+    fhir_response,
+    raw_resource_response,
+    write_response,
+)
+from maillage.fhir.model import WriteOutcome
+from maillage.fhir.repository import FhirStore, Repository
+from maillage.fhir.search.conditions import parse_date
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _pretty(request: Request) -> bool:
+    return request.query_params.get("_pretty") == "true"
+
+
+def fhir_endpoint(handler: Handler) -> Handler:
+    """Negotiate the format first and translate any domain error, in one place."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            check_format(request.query_params.get("_format"), request.headers.get("accept"))
+            return await handler(request)
+        except MaillageError as error:
+            return error_response(error, pretty=_pretty(request))
+
+    return endpoint
+
+
+class FhirApi:
+    def __init__(self, store: FhirStore, *, base_url: str | None, max_body_bytes: int) -> None:
+        self.store = store
+        self.configured_base = base_url.rstrip("/") if base_url else None
+        self.max_body = max_body_bytes
+
+    def base_url(self, request: Request) -> str:
+        if self.configured_base:
+            return self.configured_base
+        return f"{request.url.scheme}://{request.url.netloc}/fhir"
+
+    def repo(self, request: Request) -> Repository:
+        return self.store.repository(req.context_of(request))
+
+    def routes(self, prefix: str = "/fhir") -> list[Route]:
+        e = fhir_endpoint
+        table: list[tuple[str, Handler, list[str]]] = [
+            ("/metadata", self.metadata, ["GET"]),
+            ("", self.system, ["GET", "POST"]),
+            ("/", self.system, ["GET", "POST"]),
+            ("/_history", self.system_history, ["GET"]),
+            ("/{type}", self.type_level, ["GET", "POST", "PUT", "DELETE"]),
+            ("/{type}/_search", self.search_post, ["POST"]),
+            ("/{type}/_history", self.type_history, ["GET"]),
+            ("/{type}/{id}", self.instance, ["GET", "PUT", "PATCH", "DELETE"]),
+            ("/{type}/{id}/_history", self.instance_history, ["GET"]),
+            ("/{type}/{id}/_history/{vid}", self.vread, ["GET"]),
+        ]
+        return [Route(prefix + path, e(handler), methods=methods)
+                for path, handler, methods in table]
+
+    # -- capability and system level ---------------------------------------------------
+    async def metadata(self, request: Request) -> Response:
+        return fhir_response(capability_statement(self.base_url(request)),
+                             pretty=_pretty(request))
+
+    async def system(self, request: Request) -> Response:
+        if request.method == "GET":
+            raise InvalidRequest("whole-system search is not supported yet; search one type")
+        bundle = await req.json_body(request, self.max_body)
+        processor = BundleProcessor(
+            self.repo(request), base_url=self.base_url(request),
+            return_pref=req.preferences(request).return_, render_error=outcome_for,
+        )
+        return fhir_response(await processor.process(bundle), pretty=_pretty(request))
+
+    # -- type level -----------------------------------------------------------------
+    async def type_level(self, request: Request) -> Response:
+        resource_type = request.path_params["type"]
+        if request.method == "GET":
+            return await self._search(request, resource_type, req.query_params(request))
+        if request.method == "POST":
+            return await self.create(request, resource_type)
+        criteria = [(k, v) for k, v in req.query_params(request) if k not in ("_format",
+                                                                              "_pretty")]
+        if request.method == "PUT":
+            body = await req.json_body(request, self.max_body)
+            outcome = await self.repo(request).conditional_update(resource_type, criteria, body)
+            return self._written(request, outcome)
+        deleted = await self.repo(request).conditional_delete(resource_type, criteria)
+        return self._deleted(request, deleted is not None)
+
+    async def create(self, request: Request, resource_type: str) -> Response:
+        body = await req.json_body(request, self.max_body)
+        if isinstance(body, dict) and body.get("resourceType") != resource_type:
+            raise InvalidRequest(
+                f"resourceType {body.get('resourceType')!r} does not match the URL type "
+                f"{resource_type!r}"
+            )
+        if_none_exist = request.headers.get("if-none-exist")
+        criteria = parse_qsl(if_none_exist.lstrip("?"), keep_blank_values=True) \
+            if if_none_exist else None
+        outcome = await self.repo(request).create(body, if_none_exist=criteria)
+        return self._written(request, outcome)
+
+    async def search_post(self, request: Request) -> Response:
+        body = await req.read_body(request, self.max_body)
+        kind = (request.headers.get("content-type") or "").split(";")[0].strip()
+        if body and kind != "application/x-www-form-urlencoded":
+            raise InvalidRequest("POST _search takes application/x-www-form-urlencoded")
+        params = req.query_params(request) + parse_qsl(body.decode(), keep_blank_values=True)
+        return await self._search(request, request.path_params["type"], params)
+
+    async def _search(self, request: Request, resource_type: str,
+                      params: list[tuple[str, str]]) -> Response:
+        strict = req.preferences(request).handling == "strict"
+        page = await self.repo(request).search(resource_type, params, strict=strict)
+        base = self.base_url(request)
+        bundle = bundling.searchset(page, base_url=base, self_url=f"{base}/{resource_type}")
+        return fhir_response(bundle, pretty=_pretty(request))
+
+    # -- instance level ----------------------------------------------------------------
+    async def instance(self, request: Request) -> Response:
+        resource_type, resource_id = request.path_params["type"], request.path_params["id"]
+        repo = self.repo(request)
+        if request.method == "GET":
+            stored = await repo.read(resource_type, resource_id)
+            return raw_resource_response(stored, pretty=_pretty(request))
+        if request.method == "PUT":
+            body = await req.json_body(request, self.max_body)
+            if isinstance(body, dict) and body.get("resourceType") != resource_type:
+                raise InvalidRequest("resourceType in the body does not match the URL")
+            outcome = await repo.update(resource_type, resource_id, body,
+                                        if_match=req.if_match_version(request))
+            return self._written(request, outcome)
+        if request.method == "PATCH":
+            body = await req.json_body(request, self.max_body, patch=True)
+            outcome = await repo.patch(resource_type, resource_id, body,
+                                       if_match=req.if_match_version(request))
+            return self._written(request, outcome)
+        deleted = await repo.delete(resource_type, resource_id)
+        return self._deleted(request, deleted is not None)
+
+    async def vread(self, request: Request) -> Response:
+        p = request.path_params
+        stored = await self.repo(request).vread(p["type"], p["id"], p["vid"])
+        return raw_resource_response(stored, pretty=_pretty(request))
+
+    # -- history ---------------------------------------------------------------------
+    async def system_history(self, request: Request) -> Response:
+        return await self._history(request, None, None)
+
+    async def type_history(self, request: Request) -> Response:
+        return await self._history(request, request.path_params["type"], None)
+
+    async def instance_history(self, request: Request) -> Response:
+        p = request.path_params
+        repo = self.repo(request)
+        try:
+            await repo.read(p["type"], p["id"])
+        except MaillageError as error:
+            if error.code != "deleted":
+                raise
+        return await self._history(request, p["type"], p["id"])
+
+    async def _history(self, request: Request, resource_type: str | None,
+                       resource_id: str | None) -> Response:
+        query = request.query_params
+        since: datetime | None = parse_date(query["_since"])[0] if "_since" in query else None
+        count = int(query["_count"]) if query.get("_count", "").isdigit() else 50
+        offset = int(query["_offset"]) if query.get("_offset", "").isdigit() else 0
+        page = await self.repo(request).history(resource_type, resource_id, since=since,
+                                                count=count, offset=offset)
+        base = self.base_url(request)
+        path = "/".join(part for part in (resource_type, resource_id) if part)
+        self_url = f"{base}/{path}/_history" if path else f"{base}/_history"
+        return fhir_response(bundling.history(page, base_url=base, self_url=self_url),
+                             pretty=_pretty(request))
+
+    # -- shared ----------------------------------------------------------------------
+    def _written(self, request: Request, outcome: WriteOutcome) -> Response:
+        stored = outcome.resource
+        location = f"{self.base_url(request)}/{stored.versioned_reference}"
+        status = 201 if outcome.created else 200
+        message = "created" if outcome.created else (
+            "updated" if outcome.changed else "unchanged: an identical resource exists")
+        return write_response(stored, status=status, location=location,
+                              prefer_return=req.preferences(request).return_,
+                              pretty=_pretty(request), message=message)
+
+    def _deleted(self, request: Request, deleted: bool) -> Response:
+        if req.preferences(request).return_ == "OperationOutcome":
+            text = "deleted" if deleted else "nothing to delete"
+            return fhir_response(information(text), status=200, pretty=_pretty(request))
+        return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Index extraction: search values pulled from a resource at write time."""

@@ -1,0 +1,85 @@
+"""Value normalisation done in Python, so that plain PostgreSQL needs no extension."""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from hashlib import blake2b
+
+_NON_WORD = re.compile(r"[^\w]+")
+_DATE = re.compile(
+    r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def normalize_string(value: str) -> str:
+    """Lower case, accents removed, punctuation folded to single spaces ("Hélène" -> "helene")."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return _NON_WORD.sub(" ", stripped.casefold()).strip()
+
+
+def token_hash(*parts: str | None) -> int:
+    """A signed 64-bit hash of the parts (fits PostgreSQL bigint)."""
+    digest = blake2b("\x1f".join(part or "" for part in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def date_range(value: str) -> tuple[datetime, datetime] | None:
+    """The instant range a FHIR date/dateTime/instant covers, given its precision.
+
+    ``2024`` covers the whole year; a time without zone is read as UTC.
+    """
+    match = _DATE.match(value.strip())
+    if not match:
+        return None
+    parts = match.groupdict()
+    year = int(parts["year"])
+    try:
+        if parts["month"] is None:
+            low = datetime(year, 1, 1, tzinfo=UTC)
+            return low, datetime(year + 1, 1, 1, tzinfo=UTC) - _ONE_MICROSECOND
+        month = int(parts["month"])
+        if parts["day"] is None:
+            low = datetime(year, month, 1, tzinfo=UTC)
+            last_day = calendar.monthrange(year, month)[1]
+            return low, low + timedelta(days=last_day) - _ONE_MICROSECOND
+        day = int(parts["day"])
+        if parts["hour"] is None:
+            low = datetime(year, month, day, tzinfo=UTC)
+            return low, low + timedelta(days=1) - _ONE_MICROSECOND
+        return _time_range(year, month, day, parts)
+    except ValueError:
+        return None
+
+
+def _time_range(
+    year: int, month: int, day: int, parts: dict[str, str | None]
+) -> tuple[datetime, datetime]:
+    zone = parts["tz"]
+    tzinfo = UTC
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        from datetime import timezone
+
+        tzinfo = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    hour, minute = int(parts["hour"] or 0), int(parts["minute"] or 0)
+    if parts["second"] is None:
+        low = datetime(year, month, day, hour, minute, tzinfo=tzinfo)
+        return low, low + timedelta(minutes=1) - _ONE_MICROSECOND
+    second = int(parts["second"])
+    fraction = parts["fraction"]
+    if fraction is None:
+        low = datetime(year, month, day, hour, minute, second, tzinfo=tzinfo)
+        return low, low + timedelta(seconds=1) - _ONE_MICROSECOND
+    digits = fraction[:6]
+    microsecond = int(digits.ljust(6, "0"))
+    low = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tzinfo)
+    step = timedelta(microseconds=10 ** (6 - len(digits)))
+    return low, low + step - _ONE_MICROSECOND

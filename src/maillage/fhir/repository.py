@@ -1,0 +1,390 @@
+"""The FHIR store: one repository per request, bound to its request context.
+
+Every interaction goes through here: the access decision point is consulted
+before each operation (``authorize``) and inside each query that lists rows
+(``sql_filter``), so surfaces cannot forget it. Writes validate, stamp meta,
+extract index rows and write everything in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import blake2b
+from typing import Any
+
+import jsonpatch
+import orjson
+import psycopg
+from psycopg import sql
+
+from maillage.errors import (
+    Conflict,
+    Gone,
+    IdMismatch,
+    InvalidRequest,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from maillage.fhir import sql_writes
+from maillage.fhir.indexing.extractor import extract_index
+from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
+from maillage.fhir.search.engine import SearchEngine
+from maillage.fhir.validation import require_known_type, validate_resource
+from maillage.security import AccessPolicy, Action, RequestContext
+from maillage.storage import Database
+
+_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+_STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method, content"
+
+
+def now_instant() -> datetime:
+    """Now, at the millisecond precision meta.lastUpdated carries."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def content_hash(resource: dict[str, Any]) -> bytes:
+    """Hash of the content without server-managed meta, to spot unchanged re-writes."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items()
+            if k not in ("versionId", "lastUpdated")}
+    clean = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        clean["meta"] = meta
+    return blake2b(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+def check_id(resource_id: str) -> None:
+    if not 1 <= len(resource_id) <= 64 or not set(resource_id) <= _ID_CHARS:
+        raise InvalidRequest(f"invalid resource id {resource_id!r} (1-64 of A-Z a-z 0-9 - .)")
+
+
+def stored_from_row(row: tuple[Any, ...]) -> StoredResource:
+    return StoredResource(
+        resource_type=row[0], id=row[1], version_id=int(row[2]), last_updated=row[3],
+        deleted=bool(row[4]), method=row[5], body=row[6],
+    )
+
+
+@dataclass(frozen=True)
+class _Current:
+    rid: int
+    version_id: int
+    deleted: bool
+    content_hash: bytes | None
+
+
+class FhirStore:
+    """Application-wide: holds the pool, the policy and the search engine."""
+
+    def __init__(self, db: Database, policy: AccessPolicy, search: SearchEngine) -> None:
+        self.db = db
+        self.policy = policy
+        self.search_engine = search
+
+    def repository(self, ctx: RequestContext) -> Repository:
+        return Repository(self, ctx)
+
+
+class Repository:
+    def __init__(
+        self, store: FhirStore, ctx: RequestContext, conn: psycopg.AsyncConnection | None = None
+    ) -> None:
+        self.store = store
+        self.ctx = ctx
+        self._conn = conn
+
+    # -- transactions -------------------------------------------------------------
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[Repository]:
+        """A repository whose every call runs in one transaction (transaction bundles)."""
+        async with self._connection() as conn:
+            yield Repository(self.store, self.ctx, conn)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self.store.db.transaction() as conn:
+                yield conn
+
+    def _authorize(self, action: Action, resource_type: str, resource: Any = None) -> None:
+        self.store.policy.authorize(self.ctx, action, resource_type, resource)
+
+    def _visible(self, action: Action, alias: str) -> sql.Composable:
+        return self.store.policy.sql_filter(self.ctx, action, alias)
+
+    # -- reads --------------------------------------------------------------------
+    async def read(self, resource_type: str, resource_id: str) -> StoredResource:
+        require_known_type(resource_type)
+        self._authorize(Action.READ, resource_type)
+        async with self._connection() as conn:
+            found = await self._fetch(conn, resource_type, resource_id)
+        if found is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if found.deleted:
+            raise Gone(f"{resource_type}/{resource_id} was deleted")
+        return found
+
+    async def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredResource:
+        require_known_type(resource_type)
+        self._authorize(Action.READ, resource_type)
+        if not version_id.isdigit():
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}")
+        query = sql.SQL(
+            "SELECT {columns} FROM resource r WHERE r.resource_type = %(t)s AND r.id = %(i)s"
+            " AND r.version_id = %(v)s AND {visible_r} UNION ALL"
+            " SELECT {columns} FROM resource_version v WHERE v.resource_type = %(t)s"
+            " AND v.id = %(i)s AND v.version_id = %(v)s AND {visible_v}"
+        ).format(
+            columns=sql.SQL(_STORED_COLUMNS),
+            visible_r=self._visible(Action.READ, "r"),
+            visible_v=self._visible(Action.READ, "v"),
+        )
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                query, {"t": resource_type, "i": resource_id, "v": int(version_id)}
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+        found = stored_from_row(row)
+        if found.deleted:
+            raise Gone(f"{resource_type}/{resource_id} version {version_id} is a deletion")
+        return found
+
+    async def search(
+        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool = False
+    ) -> SearchPage:
+        if resource_type is not None:
+            require_known_type(resource_type)
+        self._authorize(Action.SEARCH, resource_type or "*")
+        async with self._connection() as conn:
+            return await self.store.search_engine.search(
+                conn, resource_type, params, strict=strict,
+                visible=lambda alias: self._visible(Action.SEARCH, alias),
+            )
+
+    async def history(
+        self,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> SearchPage:
+        if resource_type is not None:
+            require_known_type(resource_type)
+        self._authorize(Action.HISTORY, resource_type or "*")
+        async with self._connection() as conn:
+            return await self.store.search_engine.history(
+                conn, resource_type, resource_id, since=since, count=count, offset=offset,
+                visible=lambda alias: self._visible(Action.HISTORY, alias),
+            )
+
+    # -- writes -------------------------------------------------------------------
+    async def create(
+        self, resource: Any, *, if_none_exist: list[tuple[str, str]] | None = None,
+        resource_id: str | None = None,
+    ) -> WriteOutcome:
+        resource = validate_resource(resource)
+        resource_type = resource["resourceType"]
+        self._authorize(Action.CREATE, resource_type, resource)
+        async with self._connection() as conn:
+            if if_none_exist:
+                match = await self._single_match(conn, resource_type, if_none_exist)
+                if match is not None:
+                    return WriteOutcome(match, created=False, changed=False)
+            new_id = resource_id or str(uuid.uuid4())
+            stored = await self._insert(conn, resource, new_id, "POST")
+        return WriteOutcome(stored, created=True)
+
+    async def update(
+        self, resource_type: str, resource_id: str, resource: Any, *,
+        if_match: int | None = None, method: str = "PUT",
+    ) -> WriteOutcome:
+        require_known_type(resource_type)
+        check_id(resource_id)
+        resource = validate_resource(resource, expected_type=resource_type)
+        if resource.get("id") != resource_id:
+            raise IdMismatch(
+                f"the body's id {resource.get('id')!r} does not match the URL id {resource_id!r}"
+            )
+        self._authorize(Action.UPDATE, resource_type, resource)
+        async with self._connection() as conn:
+            current = await self._lock_current(conn, resource_type, resource_id)
+            if current is None:
+                if if_match is not None:
+                    raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
+                return WriteOutcome(
+                    await self._insert(conn, resource, resource_id, method), created=True
+                )
+            if if_match is not None and if_match != current.version_id:
+                raise PreconditionFailed(
+                    f"{resource_type}/{resource_id} is at version {current.version_id}, "
+                    f"not {if_match}"
+                )
+            if not current.deleted and current.content_hash == content_hash(resource):
+                unchanged = await self._fetch(conn, resource_type, resource_id)
+                assert unchanged is not None
+                return WriteOutcome(unchanged, created=False, changed=False)
+            stored = await self._replace(conn, current, resource, method)
+        return WriteOutcome(stored, created=current.deleted)
+
+    async def conditional_update(
+        self, resource_type: str, criteria: list[tuple[str, str]], resource: Any
+    ) -> WriteOutcome:
+        require_known_type(resource_type)
+        async with self.atomic() as repo, repo._connection() as conn:
+            match = await repo._single_match(conn, resource_type, criteria)
+            if match is None:
+                if isinstance(resource, dict) and resource.get("id"):
+                    return await repo.update(resource_type, str(resource["id"]), resource)
+                return await repo.create(resource)
+            if isinstance(resource, dict) and resource.get("id") not in (None, match.id):
+                raise IdMismatch("the body's id differs from the resource the criteria matched")
+            body = {**resource, "id": match.id} if isinstance(resource, dict) else resource
+            return await repo.update(resource_type, match.id, body)
+
+    async def patch(
+        self, resource_type: str, resource_id: str, operations: Any, *,
+        if_match: int | None = None,
+    ) -> WriteOutcome:
+        if not isinstance(operations, list):
+            raise InvalidRequest("a JSON Patch body is an array of operations")
+        async with self.atomic() as repo:
+            current = await repo.read(resource_type, resource_id)
+            assert current.body is not None
+            try:
+                patched = jsonpatch.apply_patch(orjson.loads(current.body), operations)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+                raise ValidationFailed(f"the patch cannot be applied: {error}") from error
+            if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
+                raise ValidationFailed("a patch may not change resourceType or id")
+            return await repo.update(
+                resource_type, resource_id, patched, if_match=if_match, method="PATCH"
+            )
+
+    async def delete(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """Soft delete; returns the deletion version, or None if there was nothing to delete."""
+        require_known_type(resource_type)
+        self._authorize(Action.DELETE, resource_type)
+        async with self._connection() as conn:
+            current = await self._lock_current(conn, resource_type, resource_id)
+            if current is None:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            if current.deleted:
+                return None
+            moment = now_instant()
+            await sql_writes.mark_deleted(
+                conn, rid=current.rid, version_id=current.version_id + 1, last_updated=moment
+            )
+        return StoredResource(resource_type, resource_id, current.version_id + 1, moment,
+                              True, "DELETE", None)
+
+    async def conditional_delete(
+        self, resource_type: str, criteria: list[tuple[str, str]]
+    ) -> StoredResource | None:
+        async with self.atomic() as repo, repo._connection() as conn:
+            match = await repo._single_match(conn, resource_type, criteria)
+            if match is None:
+                return None
+            return await repo.delete(resource_type, match.id)
+
+    # -- internals ----------------------------------------------------------------
+    async def _single_match(
+        self, conn: psycopg.AsyncConnection, resource_type: str, criteria: list[tuple[str, str]]
+    ) -> StoredResource | None:
+        if not criteria:
+            raise InvalidRequest("a conditional interaction needs search criteria")
+        # Serialise conditional writes on the same criteria, so two concurrent
+        # conditional creates cannot both create.
+        lock_key = int.from_bytes(
+            blake2b(repr((resource_type, sorted(criteria))).encode(), digest_size=8).digest(),
+            "big", signed=True,
+        )
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+        page = await self.store.search_engine.search(
+            conn, resource_type, [*criteria, ("_count", "2")], strict=True,
+            visible=lambda alias: self._visible(Action.SEARCH, alias),
+        )
+        if len(page.entries) > 1:
+            raise MultipleMatches(
+                f"the criteria match more than one {resource_type}; be more selective"
+            )
+        return page.entries[0] if page.entries else None
+
+    async def _fetch(
+        self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
+    ) -> StoredResource | None:
+        query = sql.SQL(
+            "SELECT {columns} FROM resource r WHERE r.resource_type = %s AND r.id = %s AND {visible}"
+        ).format(columns=sql.SQL(_STORED_COLUMNS), visible=self._visible(Action.READ, "r"))
+        cursor = await conn.execute(query, (resource_type, resource_id))
+        row = await cursor.fetchone()
+        return stored_from_row(row) if row else None
+
+    async def _lock_current(
+        self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
+    ) -> _Current | None:
+        cursor = await conn.execute(
+            "SELECT rid, version_id, deleted, content_hash FROM resource"
+            " WHERE resource_type = %s AND id = %s FOR UPDATE",
+            (resource_type, resource_id),
+        )
+        row = await cursor.fetchone()
+        return _Current(int(row[0]), int(row[1]), bool(row[2]), row[3]) if row else None
+
+    def _stamp(
+        self, resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
+    ) -> tuple[dict[str, Any], str]:
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version_id)
+        meta["lastUpdated"] = format_instant(moment)
+        stamped = {**resource, "id": resource_id, "meta": meta}
+        return stamped, orjson.dumps(stamped).decode()
+
+    async def _insert(
+        self, conn: psycopg.AsyncConnection, resource: dict[str, Any], resource_id: str,
+        method: str,
+    ) -> StoredResource:
+        check_id(resource_id)
+        moment = now_instant()
+        stamped, body = self._stamp(resource, resource_id, 1, moment)
+        try:
+            await sql_writes.insert_resource(
+                conn, resource_type=stamped["resourceType"], resource_id=resource_id,
+                version_id=1, last_updated=moment, method=method, body=body,
+                content_hash=content_hash(stamped), rows=extract_index(stamped),
+            )
+        except psycopg.errors.UniqueViolation as error:
+            raise Conflict(
+                f"{stamped['resourceType']}/{resource_id} was created concurrently"
+            ) from error
+        return StoredResource(stamped["resourceType"], resource_id, 1, moment, False, method, body)
+
+    async def _replace(
+        self, conn: psycopg.AsyncConnection, current: _Current, resource: dict[str, Any],
+        method: str,
+    ) -> StoredResource:
+        moment = now_instant()
+        version_id = current.version_id + 1
+        stamped, body = self._stamp(resource, resource["id"], version_id, moment)
+        await sql_writes.replace_resource(
+            conn, rid=current.rid, version_id=version_id, last_updated=moment, method=method,
+            body=body, content_hash=content_hash(stamped), rows=extract_index(stamped),
+        )
+        return StoredResource(
+            stamped["resourceType"], resource["id"], version_id, moment, False, method, body
+        )

@@ -1,0 +1,1 @@
+"""Search: parameters parsed against the official definitions, compiled to SQL."""

@@ -1,0 +1,1 @@
+"""Bulk loading of FHIR NDJSON and Bundles through PostgreSQL COPY."""

@@ -1,0 +1,38 @@
+"""One settings object; nothing else in the code reads ``os.environ``.
+
+Every field can be set with an environment variable prefixed ``MAILLAGE_``
+(``MAILLAGE_DATABASE_URL``, ``MAILLAGE_DATA_DIR``...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILLAGE_", extra="ignore")
+
+    # With no URL the hub starts an embedded PostgreSQL in ``data_dir / "pg"``.
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Public base URL used in Location headers and Bundle links; derived from the
+    # request when unset.
+    base_url: str | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    default_page_size: int = 50
+    max_page_size: int = 1000
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    # Statement timeout for searches, so that a runaway query answers 503, not a hang.
+    search_timeout_ms: int = 10_000
+    log_level: str = "INFO"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top."""
+    values = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,13 @@
+"""Storage: PostgreSQL (embedded or external), pool, migrations."""
+
+from maillage.storage.database import Database, DatabaseLocation, prepare_database
+from maillage.storage.migrate import available_migrations, current_version, upgrade
+
+__all__ = [
+    "Database",
+    "DatabaseLocation",
+    "available_migrations",
+    "current_version",
+    "prepare_database",
+    "upgrade",
+]
