@@ -61,35 +61,42 @@ class MetricsMiddleware:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "exception")
-    message = {404: f"no FHIR endpoint at {request.url.path}",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(
-        error.status_code, str(error.detail))
-    return fhir_response(operation_outcome([Issue(message, code=code)]),
-                         status=error.status_code)
+    message = {
+        404: f"no FHIR endpoint at {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(error.status_code, str(error.detail))
+    return fhir_response(operation_outcome([Issue(message, code=code)]), status=error.status_code)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return fhir_response(
-        operation_outcome([Issue("internal error; the hub's log has the details",
-                                 code="exception")]),
+        operation_outcome(
+            [Issue("internal error; the hub's log has the details", code="exception")]
+        ),
         status=500,
     )
 
 
 def create_app(settings: Settings, conninfo: str) -> Starlette:
     database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    engine = SearchEngine(default_count=settings.default_page_size,
-                          max_count=settings.max_page_size,
-                          timeout_ms=settings.search_timeout_ms)
+    engine = SearchEngine(
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+        timeout_ms=settings.search_timeout_ms,
+    )
     store = FhirStore(database, AllowAll(), engine)
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
 
     async def health(request: Request) -> Response:
         ready = await database.is_ready()
-        return JSONResponse({"status": "ok" if ready else "starting",
-                             "database": "ready" if ready else "unavailable"},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {
+                "status": "ok" if ready else "starting",
+                "database": "ready" if ready else "unavailable",
+            },
+            status_code=200 if ready else 503,
+        )
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -14,17 +14,24 @@ from maillage.errors import ConfigurationError, MaillageError
 from maillage.settings import Settings, load_settings
 from maillage.storage import DatabaseLocation, prepare_database
 
-app = typer.Typer(help="Maillage, the territorial health information hub of a GHT.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Maillage, the territorial health information hub of a GHT.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-DataDirOption = typer.Option(None, "--data-dir", help="Where the embedded PostgreSQL lives "
-                             "(default ./var); ignored when MAILLAGE_DATABASE_URL is set.")
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    help="Where the embedded PostgreSQL lives "
+    "(default ./var); ignored when MAILLAGE_DATABASE_URL is set.",
+)
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
 
 @contextmanager
@@ -49,8 +56,9 @@ def serve(
     host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port to listen on (default 8080)."),
     data_dir: Path = DataDirOption,
-    demo: bool = typer.Option(True, "--demo/--no-demo", help="Load the demo territory "
-                              "into an empty database."),
+    demo: bool = typer.Option(
+        True, "--demo/--no-demo", help="Load the demo territory into an empty database."
+    ),
     workers: int = typer.Option(1, help="HTTP worker processes."),
 ) -> None:
     """Start the hub: FHIR API on /fhir, /health, /metrics."""
@@ -66,21 +74,32 @@ def serve(
                 load_demo_if_empty(conninfo)
             if workers > 1:
                 os.environ["MAILLAGE_DATABASE_URL"] = conninfo
-                uvicorn.run("maillage.app:create_app_from_env", factory=True, host=settings.host,
-                            port=settings.port, workers=workers, log_level="warning")
+                uvicorn.run(
+                    "maillage.app:create_app_from_env",
+                    factory=True,
+                    host=settings.host,
+                    port=settings.port,
+                    workers=workers,
+                    log_level="warning",
+                )
             else:
                 from maillage.app import create_app
 
-                uvicorn.run(create_app(settings, conninfo), host=settings.host,
-                            port=settings.port, log_level="warning")
+                uvicorn.run(
+                    create_app(settings, conninfo),
+                    host=settings.host,
+                    port=settings.port,
+                    log_level="warning",
+                )
     except MaillageError as error:
         _fail(error)
 
 
 @app.command()
 def load(
-    paths: list[Path] = typer.Argument(..., help="NDJSON files, folders of them, or Bundle "
-                                       "JSON files."),
+    paths: list[Path] = typer.Argument(
+        ..., help="NDJSON files, folders of them, or Bundle JSON files."
+    ),
     data_dir: Path = DataDirOption,
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad line."),
 ) -> None:
@@ -92,8 +111,9 @@ def load(
     try:
         for path in paths:
             if not path.exists():
-                raise ConfigurationError(f"{path} does not exist; give NDJSON files, folders "
-                                         "or Bundle JSON files")
+                raise ConfigurationError(
+                    f"{path} does not exist; give NDJSON files, folders or Bundle JSON files"
+                )
         with running_database(settings) as conninfo:
             code = run_load(conninfo, paths, strict=strict)
     except MaillageError as error:

@@ -59,9 +59,17 @@ def _parse_entries(bundle: Any) -> list[_Entry]:
         method = str(request["method"]).upper()
         if method not in _ORDER:
             raise InvalidRequest(f"Bundle.entry[{index}].request.method {method} is not supported")
-        entries.append(_Entry(index, method, str(request["url"]), raw.get("resource"),
-                              raw.get("fullUrl"), request.get("ifNoneExist"),
-                              request.get("ifMatch")))
+        entries.append(
+            _Entry(
+                index,
+                method,
+                str(request["url"]),
+                raw.get("resource"),
+                raw.get("fullUrl"),
+                request.get("ifNoneExist"),
+                request.get("ifMatch"),
+            )
+        )
     return entries
 
 
@@ -70,13 +78,19 @@ def _version_of(etag: str | None) -> int | None:
         return None
     digits = etag.removeprefix("W/").strip('"')
     if not digits.isdigit():
-        raise InvalidRequest(f"ifMatch {etag!r} is not an ETag like W/\"3\"")
+        raise InvalidRequest(f'ifMatch {etag!r} is not an ETag like W/"3"')
     return int(digits)
 
 
 class BundleProcessor:
-    def __init__(self, repository: Repository, *, base_url: str, return_pref: str,
-                 render_error: ErrorRenderer) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        base_url: str,
+        return_pref: str,
+        render_error: ErrorRenderer,
+    ) -> None:
         self.repository = repository
         self.base_url = base_url
         self.return_pref = return_pref
@@ -91,8 +105,12 @@ class BundleProcessor:
             responses = await self._transaction(entries)
         else:
             responses = await self._batch(entries)
-        return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": f"{kind}-response",
-                "entry": responses}
+        return {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid4()),
+            "type": f"{kind}-response",
+            "entry": responses,
+        }
 
     async def _batch(self, entries: list[_Entry]) -> list[dict[str, Any]]:
         responses: list[dict[str, Any]] = [{} for _ in entries]
@@ -102,8 +120,7 @@ class BundleProcessor:
                     responses[entry.index] = await self._execute(repo, entry)
             except MaillageError as error:
                 status, outcome = self.render_error(error)
-                responses[entry.index] = {"response": {"status": str(status),
-                                                       "outcome": outcome}}
+                responses[entry.index] = {"response": {"status": str(status), "outcome": outcome}}
         return responses
 
     async def _transaction(self, entries: list[_Entry]) -> list[dict[str, Any]]:
@@ -151,8 +168,9 @@ class BundleProcessor:
                 result[key] = await self._rewrite(repo, value, mapping)
         return result
 
-    async def _resolve_reference(self, repo: Repository, value: str,
-                                 mapping: dict[str, str]) -> str:
+    async def _resolve_reference(
+        self, repo: Repository, value: str, mapping: dict[str, str]
+    ) -> str:
         if value in mapping:
             return mapping[value]
         if value.startswith("urn:uuid:"):
@@ -165,10 +183,12 @@ class BundleProcessor:
             return match.reference
         return value
 
-    async def _single(self, repo: Repository, resource_type: str,
-                      criteria: list[tuple[str, str]]) -> StoredResource | None:
-        page = await repo.search(resource_type, [*criteria, ("_count", "2"), ("_total", "none")],
-                                 strict=True)
+    async def _single(
+        self, repo: Repository, resource_type: str, criteria: list[tuple[str, str]]
+    ) -> StoredResource | None:
+        page = await repo.search(
+            resource_type, [*criteria, ("_count", "2"), ("_total", "none")], strict=True
+        )
         if len(page.entries) > 1:
             raise MultipleMatches(f"{resource_type} criteria match more than one resource")
         return page.entries[0] if page.entries else None
@@ -187,27 +207,41 @@ class BundleProcessor:
             if entry.matched and entry.assigned_id:
                 current = await repo.read(segments[0], entry.assigned_id)
                 return self._written(WriteOutcome(current, created=False, changed=False))
-            criteria = (parse_qsl(entry.if_none_exist.lstrip("?"), keep_blank_values=True)
-                        if entry.if_none_exist else None)
-            return self._written(await repo.create(entry.resource, resource_id=entry.assigned_id,
-                                                   if_none_exist=criteria))
+            criteria = (
+                parse_qsl(entry.if_none_exist.lstrip("?"), keep_blank_values=True)
+                if entry.if_none_exist
+                else None
+            )
+            return self._written(
+                await repo.create(
+                    entry.resource, resource_id=entry.assigned_id, if_none_exist=criteria
+                )
+            )
         if entry.method == "PATCH":
             patch = entry.resource
             if isinstance(patch, dict) and patch.get("resourceType") == "Binary":
                 patch = orjson.loads(base64.b64decode(patch.get("data", "")))
-            return self._written(await repo.patch(segments[0], segments[1], patch,
-                                                  if_match=_version_of(entry.if_match)))
+            return self._written(
+                await repo.patch(
+                    segments[0], segments[1], patch, if_match=_version_of(entry.if_match)
+                )
+            )
         if len(segments) == 2:
-            return self._written(await repo.update(segments[0], segments[1], entry.resource,
-                                                   if_match=_version_of(entry.if_match)))
-        return self._written(await repo.conditional_update(segments[0], entry.query,
-                                                           entry.resource))
+            return self._written(
+                await repo.update(
+                    segments[0], segments[1], entry.resource, if_match=_version_of(entry.if_match)
+                )
+            )
+        return self._written(
+            await repo.conditional_update(segments[0], entry.query, entry.resource)
+        )
 
     async def _read(self, repo: Repository, entry: _Entry, segments: list[str]) -> dict[str, Any]:
         if len(segments) == 1:
             page = await repo.search(segments[0], entry.query)
-            bundle = searchset(page, base_url=self.base_url,
-                               self_url=f"{self.base_url}/{segments[0]}")
+            bundle = searchset(
+                page, base_url=self.base_url, self_url=f"{self.base_url}/{segments[0]}"
+            )
             return {"resource": bundle, "response": {"status": "200 OK"}}
         if len(segments) == 4 and segments[2] == "_history":
             found = await repo.vread(segments[0], segments[1], segments[3])
@@ -218,8 +252,12 @@ class BundleProcessor:
         return {"resource": embedded(found), "response": self._response(found, "200 OK")}
 
     def _response(self, stored: StoredResource, status: str) -> dict[str, Any]:
-        return {"status": status, "location": f"{stored.versioned_reference}",
-                "etag": stored.etag, "lastModified": iso(stored.last_updated)}
+        return {
+            "status": status,
+            "location": f"{stored.versioned_reference}",
+            "etag": stored.etag,
+            "lastModified": iso(stored.last_updated),
+        }
 
     def _written(self, outcome: WriteOutcome) -> dict[str, Any]:
         status = "201 Created" if outcome.created else "200 OK"

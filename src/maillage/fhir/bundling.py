@@ -33,11 +33,16 @@ def _link(base_path: str, params: list[tuple[str, str]], offset: int | None = No
 def _links(page: SearchPage, self_url: str) -> list[dict[str, str]]:
     links = [{"relation": "self", "url": _link(self_url, page.used_params, page.offset)}]
     if page.has_next:
-        links.append({"relation": "next",
-                      "url": _link(self_url, page.used_params, page.offset + page.count)})
+        links.append(
+            {"relation": "next", "url": _link(self_url, page.used_params, page.offset + page.count)}
+        )
     if page.offset > 0:
-        links.append({"relation": "previous",
-                      "url": _link(self_url, page.used_params, max(page.offset - page.count, 0))})
+        links.append(
+            {
+                "relation": "previous",
+                "url": _link(self_url, page.used_params, max(page.offset - page.count, 0)),
+            }
+        )
     return links
 
 
@@ -47,12 +52,18 @@ def searchset(page: SearchPage, *, base_url: str, self_url: str) -> dict[str, An
         bundle["total"] = page.total
     bundle["link"] = _links(page, self_url)
     bundle["entry"] = [
-        {"fullUrl": f"{base_url}/{entry.reference}", "resource": embedded(entry),
-         "search": {"mode": "match"}}
+        {
+            "fullUrl": f"{base_url}/{entry.reference}",
+            "resource": embedded(entry),
+            "search": {"mode": "match"},
+        }
         for entry in page.entries
     ] + [
-        {"fullUrl": f"{base_url}/{entry.reference}", "resource": embedded(entry),
-         "search": {"mode": "include"}}
+        {
+            "fullUrl": f"{base_url}/{entry.reference}",
+            "resource": embedded(entry),
+            "search": {"mode": "include"},
+        }
         for entry in page.included
     ]
     return bundle
@@ -73,8 +84,12 @@ def history(page: SearchPage, *, base_url: str, self_url: str) -> dict[str, Any]
             "lastModified": iso(version.last_updated),
         }
         entries.append(entry)
-    return {"resourceType": "Bundle", "type": "history", "link": _links(page, self_url),
-            "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "link": _links(page, self_url),
+        "entry": entries,
+    }
 
 
 def _history_status(version: StoredResource) -> str:

@@ -9,8 +9,17 @@ from typing import Any
 from maillage import __version__
 from maillage.fhir.definitions import FHIR_VERSION, params_for, resource_types
 
-INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
-                "history-type", "create", "search-type")
+INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
 SEARCH_RESULT_PARAMS = ("_count", "_sort", "_total")
 
@@ -19,26 +28,27 @@ SEARCH_RESULT_PARAMS = ("_count", "_sort", "_total")
 def _resources() -> tuple[dict[str, Any], ...]:
     rendered = []
     for resource_type in sorted(resource_types()):
-        params = [{"name": "_id", "type": "token"},
-                  {"name": "_lastUpdated", "type": "date"}]
+        params = [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
         params += [
             {"name": param.code, "definition": param.url, "type": param.type}
             for param in sorted(params_for(resource_type).values(), key=lambda p: p.code)
             if param.indexed and param.code not in ("_id", "_lastUpdated")
         ]
-        rendered.append({
-            "type": resource_type,
-            "interaction": [{"code": code} for code in INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalRead": "not-supported",
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
-            "referencePolicy": ["literal", "logical", "local"],
-            "searchParam": params,
-        })
+        rendered.append(
+            {
+                "type": resource_type,
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical", "local"],
+                "searchParam": params,
+            }
+        )
     return tuple(rendered)
 
 
@@ -53,9 +63,11 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [{
-            "mode": "server",
-            "resource": list(_resources()),
-            "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": list(_resources()),
+                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            }
+        ],
     }

@@ -72,8 +72,14 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
 def _expression_for(expression: str, resource_type: str) -> str | None:
     """The union members of ``expression`` that apply to ``resource_type``."""
     parts = [part.strip() for part in _split_union(expression)]
-    prefixes = (f"{resource_type}.", f"({resource_type}.", "Resource.", "(Resource.",
-                "DomainResource.", "(DomainResource.")
+    prefixes = (
+        f"{resource_type}.",
+        f"({resource_type}.",
+        "Resource.",
+        "(Resource.",
+        "DomainResource.",
+        "(DomainResource.",
+    )
     kept = [part for part in parts if part.startswith(prefixes) or part == resource_type]
     return " | ".join(kept) if kept else None
 

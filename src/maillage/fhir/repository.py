@@ -55,8 +55,11 @@ def format_instant(moment: datetime) -> str:
 
 def content_hash(resource: dict[str, Any]) -> bytes:
     """Hash of the content without server-managed meta, to spot unchanged re-writes."""
-    meta = {k: v for k, v in (resource.get("meta") or {}).items()
-            if k not in ("versionId", "lastUpdated")}
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
     clean = {k: v for k, v in resource.items() if k != "meta"}
     if meta:
         clean["meta"] = meta
@@ -70,8 +73,13 @@ def check_id(resource_id: str) -> None:
 
 def stored_from_row(row: tuple[Any, ...]) -> StoredResource:
     return StoredResource(
-        resource_type=row[0], id=row[1], version_id=int(row[2]), last_updated=row[3],
-        deleted=bool(row[4]), method=row[5], body=row[6],
+        resource_type=row[0],
+        id=row[1],
+        version_id=int(row[2]),
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        method=row[5],
+        body=row[6],
     )
 
 
@@ -171,7 +179,10 @@ class Repository:
         self._authorize(Action.SEARCH, resource_type or "*")
         async with self._connection() as conn:
             return await self.store.search_engine.search(
-                conn, resource_type, params, strict=strict,
+                conn,
+                resource_type,
+                params,
+                strict=strict,
                 visible=lambda alias: self._visible(Action.SEARCH, alias),
             )
 
@@ -189,13 +200,21 @@ class Repository:
         self._authorize(Action.HISTORY, resource_type or "*")
         async with self._connection() as conn:
             return await self.store.search_engine.history(
-                conn, resource_type, resource_id, since=since, count=count, offset=offset,
+                conn,
+                resource_type,
+                resource_id,
+                since=since,
+                count=count,
+                offset=offset,
                 visible=lambda alias: self._visible(Action.HISTORY, alias),
             )
 
     # -- writes -------------------------------------------------------------------
     async def create(
-        self, resource: Any, *, if_none_exist: list[tuple[str, str]] | None = None,
+        self,
+        resource: Any,
+        *,
+        if_none_exist: list[tuple[str, str]] | None = None,
         resource_id: str | None = None,
     ) -> WriteOutcome:
         resource = validate_resource(resource)
@@ -211,8 +230,13 @@ class Repository:
         return WriteOutcome(stored, created=True)
 
     async def update(
-        self, resource_type: str, resource_id: str, resource: Any, *,
-        if_match: int | None = None, method: str = "PUT",
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+        method: str = "PUT",
     ) -> WriteOutcome:
         require_known_type(resource_type)
         check_id(resource_id)
@@ -258,7 +282,11 @@ class Repository:
             return await repo.update(resource_type, match.id, body)
 
     async def patch(
-        self, resource_type: str, resource_id: str, operations: Any, *,
+        self,
+        resource_type: str,
+        resource_id: str,
+        operations: Any,
+        *,
         if_match: int | None = None,
     ) -> WriteOutcome:
         if not isinstance(operations, list):
@@ -290,8 +318,9 @@ class Repository:
             await sql_writes.mark_deleted(
                 conn, rid=current.rid, version_id=current.version_id + 1, last_updated=moment
             )
-        return StoredResource(resource_type, resource_id, current.version_id + 1, moment,
-                              True, "DELETE", None)
+        return StoredResource(
+            resource_type, resource_id, current.version_id + 1, moment, True, "DELETE", None
+        )
 
     async def conditional_delete(
         self, resource_type: str, criteria: list[tuple[str, str]]
@@ -312,11 +341,15 @@ class Repository:
         # conditional creates cannot both create.
         lock_key = int.from_bytes(
             blake2b(repr((resource_type, sorted(criteria))).encode(), digest_size=8).digest(),
-            "big", signed=True,
+            "big",
+            signed=True,
         )
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
         page = await self.store.search_engine.search(
-            conn, resource_type, [*criteria, ("_count", "2")], strict=True,
+            conn,
+            resource_type,
+            [*criteria, ("_count", "2")],
+            strict=True,
             visible=lambda alias: self._visible(Action.SEARCH, alias),
         )
         if len(page.entries) > 1:
@@ -356,7 +389,10 @@ class Repository:
         return stamped, orjson.dumps(stamped).decode()
 
     async def _insert(
-        self, conn: psycopg.AsyncConnection, resource: dict[str, Any], resource_id: str,
+        self,
+        conn: psycopg.AsyncConnection,
+        resource: dict[str, Any],
+        resource_id: str,
         method: str,
     ) -> StoredResource:
         check_id(resource_id)
@@ -364,9 +400,15 @@ class Repository:
         stamped, body = self._stamp(resource, resource_id, 1, moment)
         try:
             await sql_writes.insert_resource(
-                conn, resource_type=stamped["resourceType"], resource_id=resource_id,
-                version_id=1, last_updated=moment, method=method, body=body,
-                content_hash=content_hash(stamped), rows=extract_index(stamped),
+                conn,
+                resource_type=stamped["resourceType"],
+                resource_id=resource_id,
+                version_id=1,
+                last_updated=moment,
+                method=method,
+                body=body,
+                content_hash=content_hash(stamped),
+                rows=extract_index(stamped),
             )
         except psycopg.errors.UniqueViolation as error:
             raise Conflict(
@@ -375,15 +417,24 @@ class Repository:
         return StoredResource(stamped["resourceType"], resource_id, 1, moment, False, method, body)
 
     async def _replace(
-        self, conn: psycopg.AsyncConnection, current: _Current, resource: dict[str, Any],
+        self,
+        conn: psycopg.AsyncConnection,
+        current: _Current,
+        resource: dict[str, Any],
         method: str,
     ) -> StoredResource:
         moment = now_instant()
         version_id = current.version_id + 1
         stamped, body = self._stamp(resource, resource["id"], version_id, moment)
         await sql_writes.replace_resource(
-            conn, rid=current.rid, version_id=version_id, last_updated=moment, method=method,
-            body=body, content_hash=content_hash(stamped), rows=extract_index(stamped),
+            conn,
+            rid=current.rid,
+            version_id=version_id,
+            last_updated=moment,
+            method=method,
+            body=body,
+            content_hash=content_hash(stamped),
+            rows=extract_index(stamped),
         )
         return StoredResource(
             stamped["resourceType"], resource["id"], version_id, moment, False, method, body

@@ -50,8 +50,15 @@ WITH r AS (
     + "SELECT rid FROM r"
 )
 
-_INDEX_TABLES = ("sp_token", "sp_string", "sp_date", "sp_number", "sp_quantity", "sp_uri",
-                 "sp_reference")
+_INDEX_TABLES = (
+    "sp_token",
+    "sp_string",
+    "sp_date",
+    "sp_number",
+    "sp_quantity",
+    "sp_uri",
+    "sp_reference",
+)
 _DELETE_INDEX = ",\n".join(
     f"del_{table} AS (DELETE FROM {table} WHERE rid = %(rid)s)" for table in _INDEX_TABLES
 )
@@ -131,8 +138,14 @@ async def insert_resource(
     rows: IndexRows,
 ) -> int:
     params = {
-        "type": resource_type, "id": resource_id, "vid": version_id, "ts": last_updated,
-        "method": method, "body": body, "hash": content_hash, **index_parameters(rows),
+        "type": resource_type,
+        "id": resource_id,
+        "vid": version_id,
+        "ts": last_updated,
+        "method": method,
+        "body": body,
+        "hash": content_hash,
+        **index_parameters(rows),
     }
     cursor = await conn.execute(_INSERT_RESOURCE, params)
     row = await cursor.fetchone()
@@ -152,8 +165,13 @@ async def replace_resource(
     rows: IndexRows,
 ) -> None:
     params = {
-        "rid": rid, "vid": version_id, "ts": last_updated, "method": method, "body": body,
-        "hash": content_hash, **index_parameters(rows),
+        "rid": rid,
+        "vid": version_id,
+        "ts": last_updated,
+        "method": method,
+        "body": body,
+        "hash": content_hash,
+        **index_parameters(rows),
     }
     await conn.execute(_UPDATE_RESOURCE, params)
 

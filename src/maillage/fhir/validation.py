@@ -13,9 +13,10 @@ from maillage.fhir.definitions import resource_types
 
 def require_known_type(resource_type: str) -> None:
     if resource_type not in resource_types():
-        raise NotFound(f"unknown resource type {resource_type!r}", issues=[
-            Issue(f"unknown resource type {resource_type!r}", code="not-supported")
-        ])
+        raise NotFound(
+            f"unknown resource type {resource_type!r}",
+            issues=[Issue(f"unknown resource type {resource_type!r}", code="not-supported")],
+        )
 
 
 def validate_resource(resource: Any, *, expected_type: str | None = None) -> dict[str, Any]:

@@ -36,9 +36,7 @@ class AccessPolicy(Protocol):
     ) -> None:
         """Raise ``maillage.errors.Forbidden`` when the action is refused."""
 
-    def sql_filter(
-        self, ctx: RequestContext, action: Action, table_alias: str
-    ) -> sql.Composable:
+    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
         """A SQL boolean over the ``resource`` row ``table_alias`` that keeps visible rows."""
 
 
@@ -54,7 +52,5 @@ class AllowAll:
     ) -> None:
         return None
 
-    def sql_filter(
-        self, ctx: RequestContext, action: Action, table_alias: str
-    ) -> sql.Composable:
+    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
         return sql.SQL("TRUE")

@@ -55,7 +55,7 @@ class Database:
             max_size=max_size,
             open=False,
             configure=_configure,
-            kwargs={"prepare_threshold": 2},
+            kwargs={"prepare_threshold": 2, "options": "-c timezone=UTC"},
         )
 
     async def open(self) -> None:

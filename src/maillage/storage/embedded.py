@@ -31,7 +31,7 @@ class EmbeddedPostgres:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # pgserver reads XDG_RUNTIME_DIR through platformdirs and warns when unset.
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir))
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent))
         import pgserver  # imported late: it is only needed without a database URL
 
         log.info("starting embedded PostgreSQL in %s", self.data_dir)
@@ -42,3 +42,7 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+class EmbeddedPostgresForTests(EmbeddedPostgres):
+    """The same server, in a throw-away folder of the test run."""

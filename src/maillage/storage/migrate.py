@@ -65,7 +65,5 @@ def upgrade(conninfo: str) -> list[Migration]:
 
 def current_version(conninfo: str) -> int:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(max(version), 0) FROM schema_migration"
-        ).fetchone()
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migration").fetchone()
         return int(row[0]) if row else 0

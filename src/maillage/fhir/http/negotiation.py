@@ -27,9 +27,7 @@ def check_format(format_param: str | None, accept: str | None) -> None:
     if any(kind in _JSON_TYPES or kind in ("*/*", "application/*") for kind in offered):
         return
     if any(hint in kind for kind in offered for hint in _XML_HINTS) or offered:
-        raise NotAcceptable(
-            f"Accept: {accept} cannot be served; ask for application/fhir+json"
-        )
+        raise NotAcceptable(f"Accept: {accept} cannot be served; ask for application/fhir+json")
 
 
 def check_content_type(content_type: str | None, *, patch: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
 
@@ -17,24 +18,35 @@ from maillage.fhir.model import StoredResource
 log = logging.getLogger(__name__)
 
 
-def fhir_response(content: Any, *, status: int = 200, pretty: bool = False,
-                  headers: dict[str, str] | None = None) -> Response:
-    return Response(render(content, pretty=pretty), status_code=status, headers=headers,
-                    media_type=FHIR_JSON)
+def fhir_response(
+    content: Any, *, status: int = 200, pretty: bool = False, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        render(content, pretty=pretty), status_code=status, headers=headers, media_type=FHIR_JSON
+    )
 
 
-def raw_resource_response(stored: StoredResource, *, status: int = 200, pretty: bool = False,
-                          headers: dict[str, str] | None = None) -> Response:
+def raw_resource_response(
+    stored: StoredResource,
+    *,
+    status: int = 200,
+    pretty: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """A stored body served as is (re-rendered only when _pretty asks)."""
     assert stored.body is not None
     body = render(embedded(stored), pretty=True) if pretty else stored.body.encode()
-    return Response(body, status_code=status, media_type=FHIR_JSON,
-                    headers={**version_headers(stored), **(headers or {})})
+    return Response(
+        body,
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers={**version_headers(stored), **(headers or {})},
+    )
 
 
 def version_headers(stored: StoredResource) -> dict[str, str]:
-    return {"ETag": stored.etag, "Last-Modified": format_datetime(stored.last_updated,
-                                                                  usegmt=True)}
+    modified = stored.last_updated.astimezone(UTC)
+    return {"ETag": stored.etag, "Last-Modified": format_datetime(modified, usegmt=True)}
 
 
 def error_response(error: MaillageError, *, pretty: bool = False) -> Response:
@@ -43,12 +55,20 @@ def error_response(error: MaillageError, *, pretty: bool = False) -> Response:
     return fhir_response(outcome, status=status, pretty=pretty)
 
 
-def write_response(stored: StoredResource, *, status: int, location: str, prefer_return: str,
-                   pretty: bool, message: str) -> Response:
+def write_response(
+    stored: StoredResource,
+    *,
+    status: int,
+    location: str,
+    prefer_return: str,
+    pretty: bool,
+    message: str,
+) -> Response:
     headers = {**version_headers(stored), "Location": location}
     if prefer_return == "minimal":
         return Response(status_code=status, headers=headers)
     if prefer_return == "OperationOutcome":
         return fhir_response(information(message), status=status, pretty=pretty, headers=headers)
-    return raw_resource_response(stored, status=status, pretty=pretty, headers={"Location":
-                                                                                location})
+    return raw_resource_response(
+        stored, status=status, pretty=pretty, headers={"Location": location}
+    )

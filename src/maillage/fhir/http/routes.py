@@ -77,21 +77,23 @@ class FhirApi:
             ("/{type}/{id}/_history", self.instance_history, ["GET"]),
             ("/{type}/{id}/_history/{vid}", self.vread, ["GET"]),
         ]
-        return [Route(prefix + path, e(handler), methods=methods)
-                for path, handler, methods in table]
+        return [
+            Route(prefix + path, e(handler), methods=methods) for path, handler, methods in table
+        ]
 
     # -- capability and system level ---------------------------------------------------
     async def metadata(self, request: Request) -> Response:
-        return fhir_response(capability_statement(self.base_url(request)),
-                             pretty=_pretty(request))
+        return fhir_response(capability_statement(self.base_url(request)), pretty=_pretty(request))
 
     async def system(self, request: Request) -> Response:
         if request.method == "GET":
             raise InvalidRequest("whole-system search is not supported yet; search one type")
         bundle = await req.json_body(request, self.max_body)
         processor = BundleProcessor(
-            self.repo(request), base_url=self.base_url(request),
-            return_pref=req.preferences(request).return_, render_error=outcome_for,
+            self.repo(request),
+            base_url=self.base_url(request),
+            return_pref=req.preferences(request).return_,
+            render_error=outcome_for,
         )
         return fhir_response(await processor.process(bundle), pretty=_pretty(request))
 
@@ -102,8 +104,7 @@ class FhirApi:
             return await self._search(request, resource_type, req.query_params(request))
         if request.method == "POST":
             return await self.create(request, resource_type)
-        criteria = [(k, v) for k, v in req.query_params(request) if k not in ("_format",
-                                                                              "_pretty")]
+        criteria = [(k, v) for k, v in req.query_params(request) if k not in ("_format", "_pretty")]
         if request.method == "PUT":
             body = await req.json_body(request, self.max_body)
             outcome = await self.repo(request).conditional_update(resource_type, criteria, body)
@@ -119,8 +120,9 @@ class FhirApi:
                 f"{resource_type!r}"
             )
         if_none_exist = request.headers.get("if-none-exist")
-        criteria = parse_qsl(if_none_exist.lstrip("?"), keep_blank_values=True) \
-            if if_none_exist else None
+        criteria = (
+            parse_qsl(if_none_exist.lstrip("?"), keep_blank_values=True) if if_none_exist else None
+        )
         outcome = await self.repo(request).create(body, if_none_exist=criteria)
         return self._written(request, outcome)
 
@@ -132,8 +134,9 @@ class FhirApi:
         params = req.query_params(request) + parse_qsl(body.decode(), keep_blank_values=True)
         return await self._search(request, request.path_params["type"], params)
 
-    async def _search(self, request: Request, resource_type: str,
-                      params: list[tuple[str, str]]) -> Response:
+    async def _search(
+        self, request: Request, resource_type: str, params: list[tuple[str, str]]
+    ) -> Response:
         strict = req.preferences(request).handling == "strict"
         page = await self.repo(request).search(resource_type, params, strict=strict)
         base = self.base_url(request)
@@ -151,13 +154,15 @@ class FhirApi:
             body = await req.json_body(request, self.max_body)
             if isinstance(body, dict) and body.get("resourceType") != resource_type:
                 raise InvalidRequest("resourceType in the body does not match the URL")
-            outcome = await repo.update(resource_type, resource_id, body,
-                                        if_match=req.if_match_version(request))
+            outcome = await repo.update(
+                resource_type, resource_id, body, if_match=req.if_match_version(request)
+            )
             return self._written(request, outcome)
         if request.method == "PATCH":
             body = await req.json_body(request, self.max_body, patch=True)
-            outcome = await repo.patch(resource_type, resource_id, body,
-                                       if_match=req.if_match_version(request))
+            outcome = await repo.patch(
+                resource_type, resource_id, body, if_match=req.if_match_version(request)
+            )
             return self._written(request, outcome)
         deleted = await repo.delete(resource_type, resource_id)
         return self._deleted(request, deleted is not None)
@@ -184,30 +189,41 @@ class FhirApi:
                 raise
         return await self._history(request, p["type"], p["id"])
 
-    async def _history(self, request: Request, resource_type: str | None,
-                       resource_id: str | None) -> Response:
+    async def _history(
+        self, request: Request, resource_type: str | None, resource_id: str | None
+    ) -> Response:
         query = request.query_params
         since: datetime | None = parse_date(query["_since"])[0] if "_since" in query else None
         count = int(query["_count"]) if query.get("_count", "").isdigit() else 50
         offset = int(query["_offset"]) if query.get("_offset", "").isdigit() else 0
-        page = await self.repo(request).history(resource_type, resource_id, since=since,
-                                                count=count, offset=offset)
+        page = await self.repo(request).history(
+            resource_type, resource_id, since=since, count=count, offset=offset
+        )
         base = self.base_url(request)
         path = "/".join(part for part in (resource_type, resource_id) if part)
         self_url = f"{base}/{path}/_history" if path else f"{base}/_history"
-        return fhir_response(bundling.history(page, base_url=base, self_url=self_url),
-                             pretty=_pretty(request))
+        return fhir_response(
+            bundling.history(page, base_url=base, self_url=self_url), pretty=_pretty(request)
+        )
 
     # -- shared ----------------------------------------------------------------------
     def _written(self, request: Request, outcome: WriteOutcome) -> Response:
         stored = outcome.resource
         location = f"{self.base_url(request)}/{stored.versioned_reference}"
         status = 201 if outcome.created else 200
-        message = "created" if outcome.created else (
-            "updated" if outcome.changed else "unchanged: an identical resource exists")
-        return write_response(stored, status=status, location=location,
-                              prefer_return=req.preferences(request).return_,
-                              pretty=_pretty(request), message=message)
+        message = (
+            "created"
+            if outcome.created
+            else ("updated" if outcome.changed else "unchanged: an identical resource exists")
+        )
+        return write_response(
+            stored,
+            status=status,
+            location=location,
+            prefer_return=req.preferences(request).return_,
+            pretty=_pretty(request),
+            message=message,
+        )
 
     def _deleted(self, request: Request, deleted: bool) -> Response:
         if req.preferences(request).return_ == "OperationOutcome":

@@ -26,9 +26,7 @@ class IndexRows:
     number: list[tuple[str, Decimal]] = field(default_factory=list)
     quantity: list[tuple[str, str | None, str | None, Decimal]] = field(default_factory=list)
     uri: list[tuple[str, str]] = field(default_factory=list)
-    reference: list[tuple[str, str | None, str | None, str | None]] = field(
-        default_factory=list
-    )
+    reference: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
 
 
 def add_token(

@@ -33,8 +33,10 @@ def _in_index(table: str, resource_type: str, param: str, where: sql.Composable)
         "r.rid IN (SELECT x.rid FROM {table} x WHERE x.resource_type = {rtype}"
         " AND x.param = {param} AND {where})"
     ).format(
-        table=sql.Identifier(table), rtype=sql.Literal(resource_type),
-        param=sql.Literal(param), where=where,
+        table=sql.Identifier(table),
+        rtype=sql.Literal(resource_type),
+        param=sql.Literal(param),
+        where=where,
     )
 
 
@@ -43,8 +45,9 @@ def missing(table: str, resource_type: str, param: str, is_missing: bool) -> Con
     return sql.SQL("NOT ({})").format(present) if is_missing else present
 
 
-def range_compare(prefix: str, low: sql.Composable, high: sql.Composable,
-                  value_low: object, value_high: object) -> Condition:
+def range_compare(
+    prefix: str, low: sql.Composable, high: sql.Composable, value_low: object, value_high: object
+) -> Condition:
     """Compare a stored range [low, high] with a searched range, per the FHIR prefix."""
     vl, vh = sql.Literal(value_low), sql.Literal(value_high)
     templates = {
@@ -163,8 +166,9 @@ def number_condition(resource_type: str, param: SearchParam, value: str) -> Cond
     prefix, raw = split_prefix(value)
     low, high = _precision_range(_decimal(raw))
     column = sql.SQL("x.value")
-    return _in_index("sp_number", resource_type, param.code,
-                     range_compare(prefix, column, column, low, high))
+    return _in_index(
+        "sp_number", resource_type, param.code, range_compare(prefix, column, column, low, high)
+    )
 
 
 def quantity_condition(resource_type: str, param: SearchParam, value: str) -> Condition:

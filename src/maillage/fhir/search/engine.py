@@ -15,21 +15,31 @@ from maillage.fhir.search import conditions
 
 Visible = Callable[[str], sql.Composable]
 
-_COLUMNS = sql.SQL("r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.method,"
-                   " r.content")
+_COLUMNS = sql.SQL(
+    "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.method, r.content"
+)
 # Result-shaping parameters the engine understands.
 _CONTROL = {"_count", "_offset", "_sort", "_total", "_format", "_pretty"}
 _TABLE_BY_TYPE = {
-    "token": "sp_token", "string": "sp_string", "date": "sp_date", "reference": "sp_reference",
-    "uri": "sp_uri", "number": "sp_number", "quantity": "sp_quantity",
+    "token": "sp_token",
+    "string": "sp_string",
+    "date": "sp_date",
+    "reference": "sp_reference",
+    "uri": "sp_uri",
+    "number": "sp_number",
+    "quantity": "sp_quantity",
 }
 _SORTABLE = {"_id": sql.SQL("r.id"), "_lastUpdated": sql.SQL("r.last_updated")}
 
 
 def _to_stored(row: tuple[object, ...]) -> StoredResource:
     return StoredResource(
-        resource_type=str(row[0]), id=str(row[1]), version_id=int(row[2]),  # type: ignore[call-overload]
-        last_updated=row[3], deleted=bool(row[4]), method=str(row[5]),  # type: ignore[arg-type]
+        resource_type=str(row[0]),
+        id=str(row[1]),
+        version_id=int(row[2]),  # type: ignore[call-overload]
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        method=str(row[5]),  # type: ignore[arg-type]
         body=row[6],  # type: ignore[arg-type]
     )
 
@@ -66,13 +76,22 @@ class SearchEngine:
         offset = int(controls["_offset"]) if controls.get("_offset", "").isdigit() else 0
         order = self._order(controls.get("_sort"))
         filters = sql.SQL(" AND ").join(
-            [sql.SQL("r.resource_type = {}").format(sql.Literal(resource_type)),
-             sql.SQL("NOT r.deleted"), visible("r"), *where]
+            [
+                sql.SQL("r.resource_type = {}").format(sql.Literal(resource_type)),
+                sql.SQL("NOT r.deleted"),
+                visible("r"),
+                *where,
+            ]
         )
-        query = sql.SQL("SELECT {cols} FROM resource r WHERE {filters} ORDER BY {order}"
-                        " LIMIT {limit} OFFSET {offset}").format(
-            cols=_COLUMNS, filters=filters, order=order,
-            limit=sql.Literal(count + 1), offset=sql.Literal(offset),
+        query = sql.SQL(
+            "SELECT {cols} FROM resource r WHERE {filters} ORDER BY {order}"
+            " LIMIT {limit} OFFSET {offset}"
+        ).format(
+            cols=_COLUMNS,
+            filters=filters,
+            order=order,
+            limit=sql.Literal(count + 1),
+            offset=sql.Literal(offset),
         )
         total_mode = controls.get("_total", "accurate")
         rows = await self._fetch(conn, query)
@@ -83,11 +102,16 @@ class SearchEngine:
             else:
                 count_query = sql.SQL("SELECT count(*) FROM resource r WHERE {}").format(filters)
                 total = int((await self._fetch(conn, count_query))[0][0])  # type: ignore[call-overload]
-        used.extend((name, value) for name, value in params
-                    if name in ("_count", "_sort", "_total"))
+        used.extend(
+            (name, value) for name, value in params if name in ("_count", "_sort", "_total")
+        )
         return SearchPage(
-            entries=[_to_stored(row) for row in rows[:count]], total=total, offset=offset,
-            count=count, has_next=len(rows) > count, used_params=used,
+            entries=[_to_stored(row) for row in rows[:count]],
+            total=total,
+            offset=offset,
+            count=count,
+            has_next=len(rows) > count,
+            used_params=used,
         )
 
     async def _fetch(
@@ -128,8 +152,9 @@ class SearchEngine:
             if name in _CONTROL:
                 continue
             code, _, modifier = name.partition(":")
-            condition = self._condition(resource_type, known.get(code), code, modifier or None,
-                                        value)
+            condition = self._condition(
+                resource_type, known.get(code), code, modifier or None, value
+            )
             if condition is None:
                 if strict:
                     raise UnsupportedParameter(
@@ -141,7 +166,11 @@ class SearchEngine:
         return where, used
 
     def _condition(
-        self, resource_type: str, param: SearchParam | None, code: str, modifier: str | None,
+        self,
+        resource_type: str,
+        param: SearchParam | None,
+        code: str,
+        modifier: str | None,
         value: str,
     ) -> sql.Composable | None:
         alternatives = [part for part in _split_commas(value)]
@@ -165,27 +194,47 @@ class SearchEngine:
                     conditions.token_condition(resource_type, param, part, "not")
                     for part in alternatives
                 )
-            return _any([conditions.token_condition(resource_type, param, part, None)
-                         for part in alternatives])
+            return _any(
+                [
+                    conditions.token_condition(resource_type, param, part, None)
+                    for part in alternatives
+                ]
+            )
         if param.type == "string" and modifier in (None, "exact", "contains"):
-            return _any([conditions.string_condition(resource_type, param, part, modifier)
-                         for part in alternatives])
+            return _any(
+                [
+                    conditions.string_condition(resource_type, param, part, modifier)
+                    for part in alternatives
+                ]
+            )
         if param.type == "date" and modifier is None:
-            return _any([conditions.date_condition(resource_type, param, part)
-                         for part in alternatives])
-        if param.type == "reference" and (modifier is None or modifier == "identifier"
-                                          or modifier[:1].isupper()):
-            return _any([conditions.reference_condition(resource_type, param, part, modifier)
-                         for part in alternatives])
+            return _any(
+                [conditions.date_condition(resource_type, param, part) for part in alternatives]
+            )
+        if param.type == "reference" and (
+            modifier is None or modifier == "identifier" or modifier[:1].isupper()
+        ):
+            return _any(
+                [
+                    conditions.reference_condition(resource_type, param, part, modifier)
+                    for part in alternatives
+                ]
+            )
         if param.type == "uri" and modifier in (None, "below", "above"):
-            return _any([conditions.uri_condition(resource_type, param, part, modifier)
-                         for part in alternatives])
+            return _any(
+                [
+                    conditions.uri_condition(resource_type, param, part, modifier)
+                    for part in alternatives
+                ]
+            )
         if param.type == "number" and modifier is None:
-            return _any([conditions.number_condition(resource_type, param, part)
-                         for part in alternatives])
+            return _any(
+                [conditions.number_condition(resource_type, param, part) for part in alternatives]
+            )
         if param.type == "quantity" and modifier is None:
-            return _any([conditions.quantity_condition(resource_type, param, part)
-                         for part in alternatives])
+            return _any(
+                [conditions.quantity_condition(resource_type, param, part) for part in alternatives]
+            )
         return None
 
     async def history(
@@ -204,31 +253,50 @@ class SearchEngine:
         for table, alias in (("resource", "r"), ("resource_version", "v")):
             where = [visible(alias)]
             if resource_type is not None:
-                where.append(sql.SQL("{}.resource_type = {}").format(
-                    sql.Identifier(alias), sql.Literal(resource_type)))
+                where.append(
+                    sql.SQL("{}.resource_type = {}").format(
+                        sql.Identifier(alias), sql.Literal(resource_type)
+                    )
+                )
             if resource_id is not None:
-                where.append(sql.SQL("{}.id = {}").format(
-                    sql.Identifier(alias), sql.Literal(resource_id)))
+                where.append(
+                    sql.SQL("{}.id = {}").format(sql.Identifier(alias), sql.Literal(resource_id))
+                )
             if since is not None:
-                where.append(sql.SQL("{}.last_updated >= {}").format(
-                    sql.Identifier(alias), sql.Literal(since)))
-            parts.append(sql.SQL(
-                "SELECT {a}.resource_type, {a}.id, {a}.version_id, {a}.last_updated,"
-                " {a}.deleted, {a}.method, {a}.content FROM {table} {a} WHERE {where}"
-            ).format(a=sql.Identifier(alias), table=sql.Identifier(table),
-                     where=sql.SQL(" AND ").join(where)))
+                where.append(
+                    sql.SQL("{}.last_updated >= {}").format(
+                        sql.Identifier(alias), sql.Literal(since)
+                    )
+                )
+            parts.append(
+                sql.SQL(
+                    "SELECT {a}.resource_type, {a}.id, {a}.version_id, {a}.last_updated,"
+                    " {a}.deleted, {a}.method, {a}.content FROM {table} {a} WHERE {where}"
+                ).format(
+                    a=sql.Identifier(alias),
+                    table=sql.Identifier(table),
+                    where=sql.SQL(" AND ").join(where),
+                )
+            )
         query = sql.SQL(
             "SELECT * FROM ({union}) h ORDER BY h.last_updated DESC, h.version_id DESC"
             " LIMIT {limit} OFFSET {offset}"
-        ).format(union=sql.SQL(" UNION ALL ").join(parts), limit=sql.Literal(count + 1),
-                 offset=sql.Literal(offset))
+        ).format(
+            union=sql.SQL(" UNION ALL ").join(parts),
+            limit=sql.Literal(count + 1),
+            offset=sql.Literal(offset),
+        )
         rows = await self._fetch(conn, query)
         used = [("_count", str(count))]
         if since is not None:
             used.append(("_since", since.isoformat()))
         return SearchPage(
-            entries=[_to_stored(row) for row in rows[:count]], total=None, offset=offset,
-            count=count, has_next=len(rows) > count, used_params=used,
+            entries=[_to_stored(row) for row in rows[:count]],
+            total=None,
+            offset=offset,
+            count=count,
+            has_next=len(rows) > count,
+            used_params=used,
         )
 
 

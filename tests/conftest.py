@@ -1,0 +1,147 @@
+"""Test harness: a real PostgreSQL, a real hub on a real port, a real FHIR client.
+
+The database is the embedded PostgreSQL (pgserver) by default; set
+``MAILLAGE_TEST_DATABASE_URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``)
+to run the whole suite against a PostgreSQL server instead. Either way a fresh
+database is created for the run and dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from fhirpy import SyncFHIRClient
+
+from maillage.app import create_app
+from maillage.settings import Settings
+from maillage.storage import EmbeddedPostgresForTests, upgrade
+
+TABLES = (
+    "resource",
+    "resource_version",
+    "sp_token",
+    "sp_string",
+    "sp_date",
+    "sp_number",
+    "sp_quantity",
+    "sp_uri",
+    "sp_reference",
+)
+
+
+def _with_database(url: str, name: str) -> str:
+    conninfo = psycopg.conninfo.conninfo_to_dict(url)
+    conninfo["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**conninfo)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server: the one named by MAILLAGE_TEST_DATABASE_URL, or an embedded one."""
+    external = os.environ.get("MAILLAGE_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mt-", dir="/tmp"))
+    embedded = EmbeddedPostgresForTests(folder / "pg")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database with the schema applied, dropped after the run."""
+    name = f"maillage_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clean_database(database_url: str) -> str:
+    """The test database, emptied of resources (schema kept)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    return database_url
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RunningHub:
+    def __init__(self, settings: Settings, conninfo: str) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        app = create_app(settings, conninfo)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the hub did not become healthy within 30 s")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def hub(database_url: str) -> Iterator[RunningHub]:
+    settings = Settings(database_url=database_url, max_body_bytes=1024 * 1024)
+    running = RunningHub(settings, database_url)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def fhir_base(hub: RunningHub, clean_database: str) -> str:
+    return f"{hub.base_url}/fhir"
+
+
+@pytest.fixture
+def fhir(fhir_base: str) -> SyncFHIRClient:
+    """A real FHIR client (fhirpy) talking to the running hub."""
+    return SyncFHIRClient(fhir_base)
+
+
+@pytest.fixture
+def http(fhir_base: str) -> Iterator[httpx.Client]:
+    """Plain HTTP for the statuses and headers a FHIR client hides."""
+    with httpx.Client(base_url=fhir_base, timeout=30) as client:
+        yield client
