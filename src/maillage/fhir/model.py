@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,14 @@ class StoredResource:
     deleted: bool
     method: str
     body: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StoredResource:
+        """From ``resource_type, id, version_id, last_updated, deleted, method, content``."""
+        return cls(
+            resource_type=row[0], id=row[1], version_id=int(row[2]), last_updated=row[3],
+            deleted=bool(row[4]), method=row[5], body=row[6],
+        )
 
     @property
     def etag(self) -> str:

@@ -71,18 +71,6 @@ def check_id(resource_id: str) -> None:
         raise InvalidRequest(f"invalid resource id {resource_id!r} (1-64 of A-Z a-z 0-9 - .)")
 
 
-def stored_from_row(row: tuple[Any, ...]) -> StoredResource:
-    return StoredResource(
-        resource_type=row[0],
-        id=row[1],
-        version_id=int(row[2]),
-        last_updated=row[3],
-        deleted=bool(row[4]),
-        method=row[5],
-        body=row[6],
-    )
-
-
 @dataclass(frozen=True)
 class _Current:
     rid: int
@@ -166,7 +154,7 @@ class Repository:
             row = await cursor.fetchone()
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
-        found = stored_from_row(row)
+        found = StoredResource.from_row(row)
         if found.deleted:
             raise Gone(f"{resource_type}/{resource_id} version {version_id} is a deletion")
         return found
@@ -366,7 +354,7 @@ class Repository:
         ).format(columns=sql.SQL(_STORED_COLUMNS), visible=self._visible(Action.READ, "r"))
         cursor = await conn.execute(query, (resource_type, resource_id))
         row = await cursor.fetchone()
-        return stored_from_row(row) if row else None
+        return StoredResource.from_row(row) if row else None
 
     async def _lock_current(
         self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -30,18 +31,6 @@ _TABLE_BY_TYPE = {
     "quantity": "sp_quantity",
 }
 _SORTABLE = {"_id": sql.SQL("r.id"), "_lastUpdated": sql.SQL("r.last_updated")}
-
-
-def _to_stored(row: tuple[object, ...]) -> StoredResource:
-    return StoredResource(
-        resource_type=str(row[0]),
-        id=str(row[1]),
-        version_id=int(row[2]),  # type: ignore[call-overload]
-        last_updated=row[3],
-        deleted=bool(row[4]),
-        method=str(row[5]),  # type: ignore[arg-type]
-        body=row[6],  # type: ignore[arg-type]
-    )
 
 
 class SearchEngine:
@@ -101,12 +90,12 @@ class SearchEngine:
                 total = len(rows)
             else:
                 count_query = sql.SQL("SELECT count(*) FROM resource r WHERE {}").format(filters)
-                total = int((await self._fetch(conn, count_query))[0][0])  # type: ignore[call-overload]
+                total = int((await self._fetch(conn, count_query))[0][0])
         used.extend(
             (name, value) for name, value in params if name in ("_count", "_sort", "_total")
         )
         return SearchPage(
-            entries=[_to_stored(row) for row in rows[:count]],
+            entries=[StoredResource.from_row(row) for row in rows[:count]],
             total=total,
             offset=offset,
             count=count,
@@ -115,8 +104,8 @@ class SearchEngine:
         )
 
     async def _fetch(
-        self, conn: psycopg.AsyncConnection, query: sql.Composable
-    ) -> list[tuple[object, ...]]:
+        self, conn: psycopg.AsyncConnection, query: sql.Composed
+    ) -> list[tuple[Any, ...]]:
         try:
             await conn.execute(
                 sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self.timeout_ms))
@@ -291,7 +280,7 @@ class SearchEngine:
         if since is not None:
             used.append(("_since", since.isoformat()))
         return SearchPage(
-            entries=[_to_stored(row) for row in rows[:count]],
+            entries=[StoredResource.from_row(row) for row in rows[:count]],
             total=None,
             offset=offset,
             count=count,

@@ -1,0 +1,1 @@
+"""The FHIR R4 domain: definitions, validation, indexing, the store, search, bundles, HTTP."""
