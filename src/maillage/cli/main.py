@@ -104,8 +104,6 @@ def load(
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad line."),
 ) -> None:
     """Bulk-load FHIR resources (PostgreSQL COPY), idempotently."""
-    from maillage.loading.cli import run_load
-
     settings = load_settings(data_dir=data_dir)
     _configure_logging("WARNING")
     try:
@@ -114,6 +112,8 @@ def load(
                 raise ConfigurationError(
                     f"{path} does not exist; give NDJSON files, folders or Bundle JSON files"
                 )
+        from maillage.loading.cli import run_load
+
         with running_database(settings) as conninfo:
             code = run_load(conninfo, paths, strict=strict)
     except MaillageError as error:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 
 _NON_WORD = re.compile(r"[^\w]+")
+# Ligatures NFKD leaves whole (French names: Œ in "Lœuillet", Æ in "Lætitia").
+_LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "đ": "d", "ł": "l"})
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
@@ -21,7 +23,7 @@ def normalize_string(value: str) -> str:
     """Lower case, accents removed, punctuation folded to single spaces ("Hélène" -> "helene")."""
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _NON_WORD.sub(" ", stripped.casefold()).strip()
+    return _NON_WORD.sub(" ", stripped.casefold().translate(_LIGATURES)).strip()
 
 
 def token_hash(*parts: str | None) -> int:

@@ -1,0 +1,66 @@
+"""The FHIRPath subset compiled from the official R4 search parameter expressions."""
+
+from __future__ import annotations
+
+import pytest
+
+from maillage.fhir.definitions import params_for
+from maillage.fhir.indexing.fhirpath import UnsupportedExpression, compile_expression
+
+
+def values(expression: str, resource: dict) -> list:
+    return [node.value for node in compile_expression(expression).evaluate(resource)]
+
+
+def test_paths_flatten_repeating_elements() -> None:
+    patient = {"resourceType": "Patient", "name": [{"given": ["Anne", "Marie"]}, {"given": ["Jo"]}]}
+    assert values("Patient.name.given", patient) == ["Anne", "Marie", "Jo"]
+
+
+def test_union_collects_both_sides() -> None:
+    resource = {"resourceType": "Patient", "birthDate": "2000-01-01", "gender": "female"}
+    assert values("Patient.birthDate | Patient.gender", resource) == ["2000-01-01", "female"]
+
+
+def test_choice_element_is_found_with_its_type() -> None:
+    observation = {"resourceType": "Observation", "valueQuantity": {"value": 5.4}}
+    nodes = compile_expression("(Observation.value as Quantity)").evaluate(observation)
+    assert [(node.value, node.type_hint) for node in nodes] == [({"value": 5.4}, "Quantity")]
+    assert values("(Observation.value as CodeableConcept)", observation) == []
+
+
+def test_where_resolve_is_keeps_references_to_that_type_only() -> None:
+    observation = {
+        "resourceType": "Observation",
+        "subject": {"reference": "Group/g1"},
+        "performer": [{"reference": "Patient/p1"}, {"reference": "Practitioner/d1"}],
+    }
+    assert values("Observation.subject.where(resolve() is Patient)", observation) == []
+    assert values("Observation.performer.where(resolve() is Patient)", observation) == [
+        {"reference": "Patient/p1"}
+    ]
+
+
+def test_where_equals_filters_on_a_child_value() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "telecom": [{"system": "phone", "value": "0102"}, {"system": "email", "value": "a@b"}],
+    }
+    assert values("Patient.telecom.where(system='email')", patient) == [
+        {"system": "email", "value": "a@b"}
+    ]
+
+
+def test_functions_outside_the_subset_are_refused_not_guessed() -> None:
+    with pytest.raises(UnsupportedExpression):
+        compile_expression("Patient.deceased.exists() and Patient.deceased != false")
+
+
+def test_most_official_parameters_compile() -> None:
+    patient_params = params_for("Patient")
+    for code in ("name", "family", "given", "identifier", "birthdate", "gender", "address",
+                 "general-practitioner", "organization", "telecom", "phone", "email"):
+        assert patient_params[code].indexed, code
+    observation_params = params_for("Observation")
+    for code in ("code", "subject", "patient", "date", "value-quantity", "category"):
+        assert observation_params[code].indexed, code
