@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -203,13 +204,14 @@ def synthetic_patient(number: int, rng: random.Random | None = None) -> dict[str
     }
 
 
-async def _seed(conninfo: str, count: int, type_prefix: str) -> list[str]:
+async def _seed(conninfo: str, count: int) -> list[str]:
     """Write ``count`` Patients with the store's SQL write function (body, meta, index rows)."""
     from maillage.fhir import sql_writes
     from maillage.fhir.indexing.extractor import extract_index
     from maillage.fhir.repository import content_hash, format_instant, now_instant
 
-    ids = [f"{type_prefix}{i:06d}" for i in range(count)]
+    rng = random.Random(20240601)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
     batch = 500
     async with await psycopg.AsyncConnection.connect(conninfo) as conn:
         for start in range(0, count, batch):
@@ -235,9 +237,10 @@ async def _seed(conninfo: str, count: int, type_prefix: str) -> list[str]:
     return ids
 
 
-def seed_patients(conninfo: str, count: int, ids_file: Path, prefix: str = "bench-") -> list[str]:
+def seed_patients(conninfo: str, count: int, ids_file: Path) -> list[str]:
+    """Seed ``count`` synthetic Patients (uuid ids), write their ids to ``ids_file``."""
     started = time.perf_counter()
-    ids = asyncio.run(_seed(conninfo, count, prefix))
+    ids = asyncio.run(_seed(conninfo, count))
     ids_file.parent.mkdir(parents=True, exist_ok=True)
     ids_file.write_text("\n".join(ids) + "\n")
     vacuum_analyze(conninfo)
@@ -319,6 +322,81 @@ def running_hub(conninfo: str, workers: int, *, log_dir: Path) -> Iterator[Hub]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+# -- profiling ----------------------------------------------------------------------------
+def py_spy() -> str | None:
+    found = VENV_BIN / "py-spy"
+    return str(found) if found.exists() else shutil.which("py-spy")
+
+
+@contextmanager
+def profiling(hub: Hub, name: str, duration_s: float) -> Iterator[list[Path]]:
+    """py-spy (``pip install py-spy``) samples every hub worker while the block runs;
+    collapsed stacks land in bench/out/profile-NAME-PID.txt (see ``profile_summary``)."""
+    tool = py_spy()
+    outputs: list[Path] = []
+    processes: list[subprocess.Popen[bytes]] = []
+    if tool is None:
+        print("  (py-spy not installed: no profile; `.venv/bin/pip install py-spy`)")
+        yield outputs
+        return
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for pid in hub.worker_pids():
+        output = OUT_DIR / f"profile-{name}-{pid}.txt"
+        outputs.append(output)
+        processes.append(
+            subprocess.Popen(
+                [tool, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                 "--duration", str(int(duration_s)), "--nonblocking", "-o", str(output)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        yield outputs
+    finally:
+        for process in processes:
+            try:
+                process.wait(timeout=duration_s + 30)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def profile_summary(outputs: list[Path], top: int = 25) -> str:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for output in outputs:
+        if not output.exists():
+            continue
+        for line in output.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not count_text.isdigit():
+                continue
+            count = int(count_text)
+            # function level: "name (file.py:123)" -> "name (file.py)"
+            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";") if frame]
+            if frames and frames[0].startswith("process "):
+                frames = frames[1:]
+            if not frames:
+                continue
+            total += count
+            leaf = frames[-1]
+            own[leaf] = own.get(leaf, 0) + count
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+    if not total:
+        return "(no samples)"
+    lines = [f"{total} samples", "", "self %  function (file:line)"]
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"{100 * count / total:5.1f}  {frame}")
+    lines += ["", "incl %  function (file:line)"]
+    for frame, count in sorted(inclusive.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"{100 * count / total:5.1f}  {frame}")
+    return "\n".join(lines)
 
 
 # -- wrk ----------------------------------------------------------------------------------
@@ -479,9 +557,9 @@ async def _floor_loop(
 
 
 def _floor_process(
-    conninfo: str, operation_name: str, tasks: int, duration_s: float, seed: int, ids_file: str
+    conninfo: str, operation_name: str, tasks: int, duration_s: float, seed: int, data_file: str
 ) -> tuple[list[float], float]:
-    _FLOOR_STATE["ids"] = Path(ids_file).read_text().split() if ids_file else []
+    _FLOOR_STATE["lines"] = Path(data_file).read_text().splitlines() if data_file else []
     try:
         import uvloop
 
@@ -498,7 +576,7 @@ _FLOOR_STATE: dict[str, Any] = {}
 
 
 async def _select_by_id(conn: psycopg.AsyncConnection, n: int) -> None:
-    ids = _FLOOR_STATE["ids"]
+    ids = _FLOOR_STATE["lines"]
     cursor = await conn.execute(
         "SELECT content FROM resource WHERE resource_type = %s AND id = %s",
         ("Patient", ids[n % len(ids)]),
@@ -508,11 +586,11 @@ async def _select_by_id(conn: psycopg.AsyncConnection, n: int) -> None:
 
 
 async def _insert_one(conn: psycopg.AsyncConnection, n: int) -> None:
-    resource = {**synthetic_patient(n), "id": str(uuid.uuid4())}
+    bodies = _FLOOR_STATE["lines"]
     await conn.execute(
         "INSERT INTO resource (resource_type, id, version_id, last_updated, method, content)"
         " VALUES (%s, %s, 1, now(), 'POST', %s::jsonb)",
-        ("Patient", resource["id"], json.dumps(resource, ensure_ascii=False)),
+        ("Patient", str(uuid.uuid4()), bodies[n % len(bodies)]),
     )
 
 
@@ -527,19 +605,20 @@ def sql_floor(
     tasks: int,
     duration_s: float,
     processes: int = 1,
-    ids_file: Path | None = None,
+    data_file: Path | None = None,
 ) -> LoadResult:
     """``tasks`` asyncio tasks (split over ``processes``, each with a POOL_SIZE pool) doing
-    the same operation in plain SQL through psycopg 3, for ``duration_s``."""
+    the same operation in plain SQL through psycopg 3, for ``duration_s``. ``data_file``
+    holds the ids to read or the JSON bodies to insert, one a line."""
     duration_s = min(duration_s, MAX_DURATION_S)
     per_process = [tasks // processes + (1 if i < tasks % processes else 0) for i in range(processes)]
-    ids = str(ids_file) if ids_file else ""
+    data = str(data_file) if data_file else ""
     if processes == 1:
-        outcomes = [_floor_process(conninfo, operation_name, tasks, duration_s, 1, ids)]
+        outcomes = [_floor_process(conninfo, operation_name, tasks, duration_s, 1, data)]
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
             futures = [
-                pool.submit(_floor_process, conninfo, operation_name, n, duration_s, i + 1, ids)
+                pool.submit(_floor_process, conninfo, operation_name, n, duration_s, i + 1, data)
                 for i, n in enumerate(per_process)
             ]
             outcomes = [future.result(timeout=duration_s + 120) for future in futures]

@@ -84,7 +84,7 @@ def clean_database(database_url: str) -> str:
     return database_url
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -92,7 +92,7 @@ def _free_port() -> int:
 
 class RunningHub:
     def __init__(self, settings: Settings, conninfo: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, conninfo)
         config = uvicorn.Config(

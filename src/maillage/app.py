@@ -66,7 +66,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
         404: f"no FHIR endpoint at {request.url.path}",
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(error.status_code, str(error.detail))
-    return fhir_response(operation_outcome([Issue(message, code=code)]), status=error.status_code)
+    # A 405 carries the Allow header Starlette computed from the route's methods.
+    return fhir_response(
+        operation_outcome([Issue(message, code=code)]),
+        status=error.status_code,
+        headers=dict(error.headers) if error.headers else None,
+    )
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

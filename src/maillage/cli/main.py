@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,12 @@ def running_database(settings: Settings) -> Iterator[str]:
         location.stop()
 
 
+def _stop_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that ``finally`` blocks stop the embedded PostgreSQL
+    (uvicorn re-raises the signal it caught once it has shut down)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _fail(error: MaillageError) -> None:
     typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code=2)
@@ -66,6 +74,7 @@ def serve(
 
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     _configure_logging(settings.log_level)
+    _stop_cleanly_on_sigterm()
     try:
         with running_database(settings) as conninfo:
             if demo:

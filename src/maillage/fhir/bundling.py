@@ -6,6 +6,7 @@ spliced in, never parsed and re-serialised.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,8 +15,9 @@ import orjson
 from maillage.fhir.model import SearchPage, StoredResource
 
 
-def iso(moment: Any) -> str:
-    return str(moment.isoformat(timespec="milliseconds")).replace("+00:00", "Z")
+def iso(moment: datetime) -> str:
+    """An instant as meta.lastUpdated writes it: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def embedded(resource: StoredResource) -> orjson.Fragment:

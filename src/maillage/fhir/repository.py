@@ -66,6 +66,16 @@ def content_hash(resource: dict[str, Any]) -> bytes:
     return blake2b(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
+def stamp_meta(
+    resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
+) -> dict[str, Any]:
+    """The resource as stored: its id, meta.versionId and meta.lastUpdated set."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(moment)
+    return {**resource, "id": resource_id, "meta": meta}
+
+
 def check_id(resource_id: str) -> None:
     if not 1 <= len(resource_id) <= 64 or not set(resource_id) <= _ID_CHARS:
         raise InvalidRequest(f"invalid resource id {resource_id!r} (1-64 of A-Z a-z 0-9 - .)")
@@ -114,6 +124,16 @@ class Repository:
             async with self.store.db.transaction() as conn:
                 yield conn
 
+    @asynccontextmanager
+    async def _single_statement(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """For one statement: the open transaction's connection, else a pooled one in
+        autocommit (one round trip: no BEGIN/COMMIT around a read by id)."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self.store.db.connection() as conn:
+                yield conn
+
     def _authorize(self, action: Action, resource_type: str, resource: Any = None) -> None:
         self.store.policy.authorize(self.ctx, action, resource_type, resource)
 
@@ -124,7 +144,7 @@ class Repository:
     async def read(self, resource_type: str, resource_id: str) -> StoredResource:
         require_known_type(resource_type)
         self._authorize(Action.READ, resource_type)
-        async with self._connection() as conn:
+        async with self._single_statement() as conn:
             found = await self._fetch(conn, resource_type, resource_id)
         if found is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -147,7 +167,7 @@ class Repository:
             visible_r=self._visible(Action.READ, "r"),
             visible_v=self._visible(Action.READ, "v"),
         )
-        async with self._connection() as conn:
+        async with self._single_statement() as conn:
             cursor = await conn.execute(
                 query, {"t": resource_type, "i": resource_id, "v": int(version_id)}
             )
@@ -180,7 +200,7 @@ class Repository:
         resource_id: str | None = None,
         *,
         since: datetime | None = None,
-        count: int = 50,
+        count: int | None = None,
         offset: int = 0,
     ) -> SearchPage:
         if resource_type is not None:
@@ -279,11 +299,17 @@ class Repository:
     ) -> WriteOutcome:
         if not isinstance(operations, list):
             raise InvalidRequest("a JSON Patch body is an array of operations")
-        async with self.atomic() as repo:
+        async with self.atomic() as repo, repo._connection() as conn:
+            # Lock the row before reading it, so that a concurrent update cannot slip in
+            # between the read and the write (a lost update).
+            require_known_type(resource_type)
+            await repo._lock_current(conn, resource_type, resource_id)
             current = await repo.read(resource_type, resource_id)
             assert current.body is not None
             try:
                 patched = jsonpatch.apply_patch(orjson.loads(current.body), operations)
+            except jsonpatch.InvalidJsonPatch as error:
+                raise InvalidRequest(f"the JSON Patch document is invalid: {error}") from error
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
                 raise ValidationFailed(f"the patch cannot be applied: {error}") from error
             if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
@@ -293,14 +319,16 @@ class Repository:
             )
 
     async def delete(self, resource_type: str, resource_id: str) -> StoredResource | None:
-        """Soft delete; returns the deletion version, or None if there was nothing to delete."""
+        """Soft delete; returns the deletion version, or None if there was nothing to delete.
+
+        Deleting an unknown or already deleted resource is not an error (R4 http.html#delete:
+        "Upon successful deletion, or if the resource does not exist at all ... 204").
+        """
         require_known_type(resource_type)
         self._authorize(Action.DELETE, resource_type)
         async with self._connection() as conn:
             current = await self._lock_current(conn, resource_type, resource_id)
-            if current is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-            if current.deleted:
+            if current is None or current.deleted:
                 return None
             moment = now_instant()
             await sql_writes.mark_deleted(
@@ -318,6 +346,19 @@ class Repository:
             if match is None:
                 return None
             return await repo.delete(resource_type, match.id)
+
+    async def match_one(
+        self, resource_type: str, criteria: list[tuple[str, str]]
+    ) -> StoredResource | None:
+        """The one resource ``criteria`` match, None if none, MultipleMatches if several.
+
+        Holds a lock on the criteria until the transaction ends, so that a conditional
+        create on the same criteria cannot run concurrently (transaction bundles).
+        """
+        require_known_type(resource_type)
+        self._authorize(Action.SEARCH, resource_type)
+        async with self._connection() as conn:
+            return await self._single_match(conn, resource_type, criteria)
 
     # -- internals ----------------------------------------------------------------
     async def _single_match(
@@ -370,10 +411,7 @@ class Repository:
     def _stamp(
         self, resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
     ) -> tuple[dict[str, Any], str]:
-        meta = dict(resource.get("meta") or {})
-        meta["versionId"] = str(version_id)
-        meta["lastUpdated"] = format_instant(moment)
-        stamped = {**resource, "id": resource_id, "meta": meta}
+        stamped = stamp_meta(resource, resource_id, version_id, moment)
         return stamped, orjson.dumps(stamped).decode()
 
     async def _insert(

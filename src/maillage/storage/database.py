@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import psycopg
@@ -41,7 +41,10 @@ class DatabaseLocation:
 async def _configure(conn: psycopg.AsyncConnection) -> None:
     # Bodies are served as stored: fetch JSONB as text, never parse on read.
     conn.adapters.register_loader("jsonb", psycopg.types.string.TextLoader)
-    await conn.set_autocommit(False)
+    # Autocommit: a lone statement (a read by id) is one round trip, with no BEGIN and
+    # COMMIT around it; work of several statements goes through ``transaction()``, which
+    # sends BEGIN/COMMIT explicitly.
+    await conn.set_autocommit(True)
 
 
 class Database:
@@ -63,6 +66,10 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection]:
+        """A pooled connection in autocommit, for one statement that needs no transaction."""
+        return self.pool.connection()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:

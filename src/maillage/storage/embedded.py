@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -34,6 +35,7 @@ class EmbeddedPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent))
         import pgserver  # imported late: it is only needed without a database URL
 
+        _forget_dead_handles(self.data_dir)
         log.info("starting embedded PostgreSQL in %s", self.data_dir)
         self._server = pgserver.get_server(str(self.data_dir), cleanup_mode="stop")
         return str(self._server.get_uri())
@@ -42,6 +44,31 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """pgserver stops the server when its last user leaves, counting users in a pid list;
+    a hub killed with SIGKILL stays on that list for ever. Drop pids no longer alive."""
+    handles = data_dir / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _is_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class EmbeddedPostgresForTests(EmbeddedPostgres):

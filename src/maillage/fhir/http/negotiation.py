@@ -48,5 +48,8 @@ def parse_json(body: bytes) -> Any:
 
 
 def render(content: Any, *, pretty: bool = False) -> bytes:
-    option = orjson.OPT_INDENT_2 if pretty else 0
-    return orjson.dumps(content, option=option)
+    if not pretty:
+        return orjson.dumps(content)
+    # Stored bodies are spliced in as fragments, which orjson copies as they are: parse
+    # the whole document once so that ``_pretty`` indents it throughout.
+    return orjson.dumps(orjson.loads(orjson.dumps(content)), option=orjson.OPT_INDENT_2)

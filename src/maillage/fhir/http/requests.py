@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from maillage.errors import InvalidRequest, PayloadTooLarge
+from maillage.fhir.indexing.normalize import date_range
 from maillage.fhir.http.negotiation import check_content_type, parse_json
 from maillage.security import RequestContext
 
@@ -22,8 +24,10 @@ class Preferences:
 def preferences(request: Request) -> Preferences:
     values: dict[str, str] = {}
     respond_async = False
+    # RFC 7240: preferences are separated by commas (or sent in several headers);
+    # ";" introduces parameters, which FHIR clients also use as a separator.
     for header in request.headers.getlist("prefer"):
-        for part in header.split(";"):
+        for part in header.replace(",", ";").split(";"):
             name, _, value = part.strip().partition("=")
             if name.strip() == "respond-async":
                 respond_async = True
@@ -64,6 +68,37 @@ def if_match_version(request: Request) -> int | None:
     if not digits.isdigit():
         raise InvalidRequest(f'If-Match {etag!r} is not a version ETag like W/"3"')
     return int(digits)
+
+
+def since_param(request: Request) -> datetime | None:
+    """``_since`` as an instant. A ``+`` of a zone offset sent unescaped arrives as a space
+    (form decoding), so a space before ``hh:mm`` is read back as ``+``."""
+    raw = request.query_params.get("_since")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if len(value) > 6 and value[-6] == " " and value[-5:-3].isdigit():
+        value = f"{value[:-6]}+{value[-5:]}"
+    bounds = date_range(value)
+    if bounds is None:
+        raise InvalidRequest(f"_since={raw!r} is not an instant like 2024-01-31T10:00:00Z")
+    return bounds[0]
+
+
+def count_param(request: Request) -> int | None:
+    raw = request.query_params.get("_count")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InvalidRequest(f"_count must be a non-negative integer, not {raw!r}")
+    return int(raw)
+
+
+def offset_param(request: Request) -> int:
+    raw = request.query_params.get("_offset", "0")
+    if not raw.isdigit():
+        raise InvalidRequest(f"_offset must be a non-negative integer, not {raw!r}")
+    return int(raw)
 
 
 def query_params(request: Request) -> list[tuple[str, str]]:

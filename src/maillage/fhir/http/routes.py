@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import wraps
 from urllib.parse import parse_qsl
 
@@ -18,6 +17,7 @@ from maillage.fhir.capability import capability_statement
 from maillage.fhir.http import requests as req
 from maillage.fhir.http.negotiation import check_format
 from maillage.fhir.http.outcomes import information, outcome_for
+from maillage.fhir.http.paths import ID, TYPE
 from maillage.fhir.http.responses import (
     error_response,
     fhir_response,
@@ -26,7 +26,6 @@ from maillage.fhir.http.responses import (
 )
 from maillage.fhir.model import WriteOutcome
 from maillage.fhir.repository import FhirStore, Repository
-from maillage.fhir.search.conditions import parse_date
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -70,12 +69,12 @@ class FhirApi:
             ("", self.system, ["GET", "POST"]),
             ("/", self.system, ["GET", "POST"]),
             ("/_history", self.system_history, ["GET"]),
-            ("/{type}", self.type_level, ["GET", "POST", "PUT", "DELETE"]),
-            ("/{type}/_search", self.search_post, ["POST"]),
-            ("/{type}/_history", self.type_history, ["GET"]),
-            ("/{type}/{id}", self.instance, ["GET", "PUT", "PATCH", "DELETE"]),
-            ("/{type}/{id}/_history", self.instance_history, ["GET"]),
-            ("/{type}/{id}/_history/{vid}", self.vread, ["GET"]),
+            (f"/{TYPE}", self.type_level, ["GET", "POST", "PUT", "DELETE"]),
+            (f"/{TYPE}/_search", self.search_post, ["POST"]),
+            (f"/{TYPE}/_history", self.type_history, ["GET"]),
+            (f"/{TYPE}/{ID}", self.instance, ["GET", "PUT", "PATCH", "DELETE"]),
+            (f"/{TYPE}/{ID}/_history", self.instance_history, ["GET"]),
+            (f"/{TYPE}/{ID}/_history/{{vid}}", self.vread, ["GET"]),
         ]
         return [
             Route(prefix + path, e(handler), methods=methods) for path, handler, methods in table
@@ -192,10 +191,9 @@ class FhirApi:
     async def _history(
         self, request: Request, resource_type: str | None, resource_id: str | None
     ) -> Response:
-        query = request.query_params
-        since: datetime | None = parse_date(query["_since"])[0] if "_since" in query else None
-        count = int(query["_count"]) if query.get("_count", "").isdigit() else 50
-        offset = int(query["_offset"]) if query.get("_offset", "").isdigit() else 0
+        since = req.since_param(request)
+        count = req.count_param(request)
+        offset = req.offset_param(request)
         page = await self.repo(request).history(
             resource_type, resource_id, since=since, count=count, offset=offset
         )

@@ -1,7 +1,16 @@
-"""Turn a resource into its index rows, for every indexed parameter of its type."""
+"""Turn a resource into its index rows, for every indexed parameter of its type.
+
+This runs for every write (API and bulk load), so it is kept fast: for each
+resource type the indexed parameters are listed once, and a parameter whose
+expression cannot reach anything in the resource (none of the top-level elements
+its paths start with is present, not even as a choice ``value[x]``) is skipped
+without being evaluated. Which parameters apply depends only on the resource's
+top-level keys, so that choice is cached per (type, keys).
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from maillage.fhir.definitions import SearchParam, params_for
@@ -16,13 +25,41 @@ from maillage.fhir.indexing.values import (
     tokens_of,
 )
 
+# (parameter, the top-level names its paths start with; None: always evaluate)
+_Plan = tuple[tuple[SearchParam, frozenset[str] | None], ...]
+
+
+@functools.cache
+def _plan(resource_type: str) -> _Plan:
+    return tuple(
+        (param, param.compiled.first_fields)
+        for param in params_for(resource_type).values()
+        if param.compiled is not None and param.code != "_id"
+    )
+
+
+def _choice_prefixes(keys: tuple[str, ...]) -> frozenset[str]:
+    """Every ``name`` for which some key is ``name`` + an upper-case type (``valueQuantity``
+    -> ``value``), i.e. the choice elements a key can stand for."""
+    return frozenset(
+        key[:cut] for key in keys for cut in range(1, len(key)) if key[cut].isupper()
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _active_params(resource_type: str, keys: tuple[str, ...]) -> tuple[SearchParam, ...]:
+    present = frozenset(keys) | _choice_prefixes(keys)
+    return tuple(
+        param
+        for param, firsts in _plan(resource_type)
+        if firsts is None or not firsts.isdisjoint(present)
+    )
+
 
 def extract_index(resource: dict[str, Any]) -> IndexRows:
     resource_type = resource["resourceType"]
     rows = IndexRows()
-    for param in params_for(resource_type).values():
-        if param.compiled is None or param.code == "_id":
-            continue
+    for param in _active_params(resource_type, tuple(resource)):
         _extract_param(rows, resource_type, param, resource)
     return rows
 
@@ -32,32 +69,41 @@ def _extract_param(
 ) -> None:
     assert param.compiled is not None
     nodes = param.compiled.evaluate(resource)
+    if not nodes:
+        return
     code = param.code
     kind = param.type
-    for node in nodes:
-        if kind == "token":
+    if kind == "token":
+        for node in nodes:
             for system, token in tokens_of(node):
                 add_token(rows, resource_type, code, system, token)
-        elif kind == "string":
+    elif kind == "string":
+        for node in nodes:
             for text in strings_of(node):
                 norm, exact = normalized(text)
                 rows.string.append((code, norm, exact))
-        elif kind == "date":
+    elif kind == "date":
+        for node in nodes:
             for low, high in dates_of(node):
                 rows.date.append((code, low, high))
-        elif kind == "reference":
+    elif kind == "reference":
+        for node in nodes:
             for target_type, target_id, target_url in references_of(node):
                 rows.reference.append((code, target_type, target_id, target_url))
-        elif kind == "uri":
+    elif kind == "uri":
+        for node in nodes:
             if isinstance(node.value, str):
                 rows.uri.append((code, node.value))
-        elif kind == "number":
+    elif kind == "number":
+        for node in nodes:
             number = decimal_of(node.value)
             if number is not None:
                 rows.number.append((code, number))
-        elif kind == "quantity" and isinstance(node.value, dict):
-            amount = decimal_of(node.value.get("value"))
-            if amount is not None:
-                system = node.value.get("system")
-                unit_code = node.value.get("code") or node.value.get("unit")
-                rows.quantity.append((code, system, unit_code, amount))
+    elif kind == "quantity":
+        for node in nodes:
+            if isinstance(node.value, dict):
+                amount = decimal_of(node.value.get("value"))
+                if amount is not None:
+                    system = node.value.get("system")
+                    unit_code = node.value.get("code") or node.value.get("unit")
+                    rows.quantity.append((code, system, unit_code, amount))

@@ -11,9 +11,9 @@ unindexed (and unadvertised) rather than indexed wrongly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
@@ -25,8 +25,7 @@ class UnsupportedExpression(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """A value reached by a path, with its FHIR type when a choice element told it."""
 
     value: Any
@@ -58,21 +57,45 @@ class _WhereReferenceTo:
 _Step = _Field | _AsType | _WhereEquals | _WhereReferenceTo
 
 
+# Evaluation works on (value, type hint) pairs; each step maps a list of pairs to the next.
+_Pair = tuple[Any, str | None]
+_Runner = Callable[[list[_Pair]], list[_Pair]]
+
+
 @dataclass(frozen=True)
 class CompiledPath:
     """Alternatives (union members), each a list of steps after the root type."""
 
     alternatives: tuple[tuple[_Step, ...], ...]
+    _runners: tuple[tuple[_Runner, ...], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+
+    def __post_init__(self) -> None:
+        runners = tuple(tuple(_runner(step) for step in steps) for steps in self.alternatives)
+        object.__setattr__(self, "_runners", runners)
+
+    @property
+    def first_fields(self) -> frozenset[str] | None:
+        """Names the first step of each alternative reads on the resource, or None when
+        an alternative does not start with a field (it must then always be evaluated)."""
+        names = set()
+        for steps in self.alternatives:
+            if not steps or not isinstance(steps[0], _Field):
+                return None
+            names.add(steps[0].name)
+        return frozenset(names)
 
     def evaluate(self, resource: dict[str, Any]) -> list[Node]:
         found: list[Node] = []
-        for steps in self.alternatives:
-            nodes = [Node(resource)]
-            for step in steps:
-                nodes = list(_apply(step, nodes))
-                if not nodes:
+        for runners in self._runners:
+            pairs: list[_Pair] = [(resource, None)]
+            for run in runners:
+                pairs = run(pairs)
+                if not pairs:
                     break
-            found.extend(nodes)
+            else:
+                found.extend([Node(value, hint) for value, hint in pairs])
         return found
 
 
@@ -152,52 +175,75 @@ def _split_top_level(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _children(value: Any) -> Iterator[Any]:
-    if isinstance(value, list):
-        yield from value
-    elif value is not None:
-        yield value
-
-
-def _apply(step: _Step, nodes: list[Node]) -> Iterator[Node]:
+def _runner(step: _Step) -> _Runner:
+    """A function applying ``step`` to a list of pairs (compiled once per expression)."""
     if isinstance(step, _Field):
-        yield from _apply_field(step, nodes)
-    elif isinstance(step, _AsType):
-        wanted = step.type_name.lower()
-        for node in nodes:
-            if node.type_hint is None or node.type_hint.lower() == wanted:
-                yield Node(node.value, step.type_name)
-    elif isinstance(step, _WhereEquals):
-        for node in nodes:
-            if isinstance(node.value, dict) and node.value.get(step.field) == step.value:
-                yield node
-    else:
-        for node in nodes:
-            if _references_type(node.value, step.type_name):
-                yield node
+        return _field_runner(step.name, step.index)
+    if isinstance(step, _AsType):
+        type_name = step.type_name
+        wanted = type_name.lower()
+
+        def as_type(pairs: list[_Pair]) -> list[_Pair]:
+            return [
+                (value, type_name)
+                for value, hint in pairs
+                if hint is None or hint.lower() == wanted
+            ]
+
+        return as_type
+    if isinstance(step, _WhereEquals):
+        name, expected = step.field, step.value
+
+        def where_equals(pairs: list[_Pair]) -> list[_Pair]:
+            return [
+                pair
+                for pair in pairs
+                if isinstance(pair[0], dict) and pair[0].get(name) == expected
+            ]
+
+        return where_equals
+    target = step.type_name
+
+    def where_reference_to(pairs: list[_Pair]) -> list[_Pair]:
+        return [pair for pair in pairs if _references_type(pair[0], target)]
+
+    return where_reference_to
 
 
-def _apply_field(step: _Field, nodes: list[Node]) -> Iterator[Node]:
-    for node in nodes:
-        if not isinstance(node.value, dict):
-            continue
-        if step.name in node.value:
-            values = list(_children(node.value[step.name]))
-            if step.index is not None:
-                values = values[step.index : step.index + 1]
-            for value in values:
-                yield Node(value)
-            continue
-        # A choice element (value[x]): the stored key carries the type.
-        prefix_length = len(step.name)
-        for key, value in node.value.items():
-            if (
-                key.startswith(step.name)
-                and len(key) > prefix_length
-                and key[prefix_length].isupper()
-            ):
-                for child in _children(value):
-                    yield Node(child, key[prefix_length:])
+_ABSENT = object()
+
+
+def _field_runner(name: str, index: int | None) -> _Runner:
+    prefix_length = len(name)
+
+    def field_step(pairs: list[_Pair]) -> list[_Pair]:
+        out: list[_Pair] = []
+        for value, _ in pairs:
+            if not isinstance(value, dict):
+                continue
+            child = value.get(name, _ABSENT)
+            if child is not _ABSENT:
+                if isinstance(child, list):
+                    items = child if index is None else child[index : index + 1]
+                    out.extend([(item, None) for item in items])
+                elif child is not None and not index:
+                    out.append((child, None))
+                continue
+            # A choice element (value[x]): the stored key carries the type.
+            for key, choice in value.items():
+                if (
+                    len(key) > prefix_length
+                    and key[prefix_length].isupper()
+                    and key.startswith(name)
+                ):
+                    hint = key[prefix_length:]
+                    if isinstance(choice, list):
+                        out.extend([(item, hint) for item in choice])
+                    elif choice is not None:
+                        out.append((choice, hint))
+        return out
+
+    return field_step
 
 
 def _references_type(value: Any, type_name: str) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from hashlib import blake2b
 
 _NON_WORD = re.compile(r"[^\w]+")
@@ -26,12 +27,16 @@ def normalize_string(value: str) -> str:
     return _NON_WORD.sub(" ", stripped.casefold().translate(_LIGATURES)).strip()
 
 
+# Codes, systems and dates repeat a lot across resources: both functions below are pure
+# and return immutable values, so their results are cached.
+@functools.lru_cache(maxsize=65536)
 def token_hash(*parts: str | None) -> int:
     """A signed 64-bit hash of the parts (fits PostgreSQL bigint)."""
     digest = blake2b("\x1f".join(part or "" for part in parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
+@functools.lru_cache(maxsize=65536)
 def date_range(value: str) -> tuple[datetime, datetime] | None:
     """The instant range a FHIR date/dateTime/instant covers, given its precision.
 
@@ -68,8 +73,6 @@ def _time_range(
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         hours, minutes = int(zone[1:3]), int(zone[4:6])
-        from datetime import timezone
-
         tzinfo = timezone(sign * timedelta(hours=hours, minutes=minutes))
     hour, minute = int(parts["hour"] or 0), int(parts["minute"] or 0)
     if parts["second"] is None:

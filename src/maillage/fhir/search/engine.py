@@ -99,7 +99,7 @@ class SearchEngine:
             total=total,
             offset=offset,
             count=count,
-            has_next=len(rows) > count,
+            has_next=count > 0 and len(rows) > count,
             used_params=used,
         )
 
@@ -233,11 +233,11 @@ class SearchEngine:
         resource_id: str | None,
         *,
         since: datetime | None,
-        count: int,
+        count: int | None,
         offset: int,
         visible: Visible,
     ) -> SearchPage:
-        count = min(count, self.max_count)
+        count = self.default_count if count is None else min(count, self.max_count)
         parts = []
         for table, alias in (("resource", "r"), ("resource_version", "v")):
             where = [visible(alias)]
@@ -268,7 +268,10 @@ class SearchEngine:
                 )
             )
         query = sql.SQL(
-            "SELECT * FROM ({union}) h ORDER BY h.last_updated DESC, h.version_id DESC"
+            "SELECT * FROM ({union}) h"
+            # (type, id, version) is unique: pages never overlap nor skip, even when many
+            # versions share one millisecond (a transaction, a bulk load).
+            " ORDER BY h.last_updated DESC, h.version_id DESC, h.resource_type, h.id"
             " LIMIT {limit} OFFSET {offset}"
         ).format(
             union=sql.SQL(" UNION ALL ").join(parts),
@@ -284,7 +287,7 @@ class SearchEngine:
             total=None,
             offset=offset,
             count=count,
-            has_next=len(rows) > count,
+            has_next=count > 0 and len(rows) > count,
             used_params=used,
         )
 

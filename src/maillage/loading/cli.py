@@ -1,0 +1,58 @@
+"""``maillage load``: run a bulk load, show its progress, print its summary.
+
+Exit codes: 0 all loaded, 1 some lines rejected (or ``--strict`` stopped the load),
+2 usage errors (raised as ``ConfigurationError`` and translated by the CLI surface).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from maillage.loading.service import BulkLoader, LoadReport
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+# Rejections listed one by one before the rest is only counted.
+_MAX_LISTED = 50
+
+
+def run_load(conninfo: str, paths: list[Path], *, strict: bool) -> int:
+    """Load ``paths`` into the database at ``conninfo``; returns the process exit code."""
+    errors = Console(stderr=True)
+    report = BulkLoader(conninfo).load_paths(paths, strict=strict, progress=errors.is_terminal)
+    print_summary(report, Console(), errors)
+    return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
+    for rejected in report.rejected[:_MAX_LISTED]:
+        errors.print(
+            f"[red]rejected[/red] {escape(rejected.location)}: {escape(rejected.message)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(report.rejected) > _MAX_LISTED:
+        errors.print(f"... and {len(report.rejected) - _MAX_LISTED} more rejected lines")
+    out.print(
+        f"files: {report.files}  loaded: {report.loaded} "
+        f"(created {report.created}, updated {report.updated})  "
+        f"unchanged: {report.unchanged}  rejected: {len(report.rejected)}  "
+        f"time: {report.seconds:.1f} s  rate: {report.rate:,.0f} resources/s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if report.stopped:
+        errors.print(
+            "[red]stopped[/red]: --strict and a bad line was found; the chunk holding it "
+            "was not stored (earlier chunks were). Exit code 1.",
+            highlight=False,
+        )
+    elif report.rejected:
+        errors.print(
+            f"[yellow]{len(report.rejected)} line(s) were rejected[/yellow] and not loaded; "
+            "the other resources were loaded. Exit code 1.",
+            highlight=False,
+        )

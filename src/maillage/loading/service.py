@@ -1,0 +1,345 @@
+"""Bulk loading: the use case behind ``maillage load`` and the demo territory.
+
+``BulkLoader`` streams items (NDJSON lines, Bundle entries, or Python dicts) in
+chunks. Each chunk is prepared (validation, access decision, meta stamping,
+content hash, index extraction: the store's own code) in a pool of worker
+processes when the load is bigger than one chunk, and written by this process
+with COPY into staging tables and one merge, in one transaction per chunk.
+Chunks are written in input order, so a later line wins over an earlier one.
+
+A bad item is rejected with its location and the rest goes on; with ``strict``
+the load stops at the first chunk holding a bad item, and that chunk is not
+written (earlier chunks stay committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from maillage.loading.prepare import PreparedChunk, Rejection, configure_worker, prepare_chunk
+from maillage.loading.readers import Item, Problem, ProgressTracker, expand_paths, read_file
+from maillage.loading.writer import ChunkResult, clear_staging, create_staging, write_chunk
+from maillage.security import AccessPolicy, AllowAll, RequestContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RejectedLine:
+    """An input line (or Bundle entry) that was not loaded, and why."""
+
+    file: str
+    line: int
+    message: str
+    entry: int | None = None
+
+    @property
+    def location(self) -> str:
+        if self.entry is not None:
+            return f"{self.file}: Bundle.entry[{self.entry}]"
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class LoadReport:
+    """What a load did. ``loaded`` counts resources written (created or new version)."""
+
+    files: int = 0
+    loaded: int = 0
+    unchanged: int = 0
+    rejected: list[RejectedLine] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    seconds: float = 0.0
+    # True when ``strict`` stopped the load at a bad chunk.
+    stopped: bool = False
+
+    @property
+    def processed(self) -> int:
+        return self.loaded + self.unchanged
+
+    @property
+    def rate(self) -> float:
+        """Resources written or found unchanged, per second."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, result: ChunkResult) -> None:
+        self.created += result.created
+        self.updated += result.updated
+        self.loaded += result.created + result.updated
+        self.unchanged += result.unchanged
+
+
+@dataclass
+class _Chunk:
+    items: list[Item]
+    problems: list[Problem]
+    consumed: int  # input bytes read when the chunk was complete (for the progress bar)
+
+
+class _StrictStop(Exception):
+    pass
+
+
+def _rejected(found: Rejection | Problem) -> RejectedLine:
+    return RejectedLine(found.file, found.line, found.message, found.entry)
+
+
+def _default_workers() -> int:
+    return min(len(os.sched_getaffinity(0)), 4)
+
+
+class BulkLoader:
+    """Loads FHIR resources into the store with COPY, idempotently."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        policy: AccessPolicy | None = None,
+        ctx: RequestContext | None = None,
+        chunk_size: int = 2000,
+        workers: int | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.conninfo = conninfo
+        self.policy: AccessPolicy = policy if policy is not None else AllowAll()
+        self.ctx = ctx if ctx is not None else RequestContext.system("loader")
+        self.chunk_size = chunk_size
+        self.workers = _default_workers() if workers is None else workers
+
+    # -- entry points -------------------------------------------------------------
+    def load_resources(
+        self, resources: Iterable[dict[str, Any]], *, source: str = "api"
+    ) -> LoadReport:
+        """Load parsed resources; a rejected one is reported at its 1-based position."""
+        items = (Item(source, number, resource) for number, resource in enumerate(resources, 1))
+        return self._run(items, strict=False, progress=None)
+
+    def load_paths(
+        self, paths: list[Path], *, strict: bool = False, progress: bool = False
+    ) -> LoadReport:
+        """Load NDJSON files (``.ndjson``, ``.ndjson.gz``), folders of them and Bundle
+        JSON files. Raises ``ConfigurationError`` for a path that cannot be read."""
+        files = expand_paths(paths)
+        tracker = ProgressTracker()
+
+        def items() -> Iterator[Item | Problem]:
+            for path in files:
+                yield from read_file(path, tracker)
+
+        if not progress:
+            report = self._run(items(), strict=strict, progress=None, tracker=tracker)
+        else:
+            total = sum(path.stat().st_size for path in files)
+            with Progress(
+                TextColumn("[bold]loading"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[resources]:,} resources"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            ) as bar:
+                task = bar.add_task("load", total=total, resources=0)
+
+                def advance(consumed: int, done: int) -> None:
+                    bar.update(task, completed=consumed, resources=done)
+
+                report = self._run(items(), strict=strict, progress=advance, tracker=tracker)
+                bar.update(task, completed=total)
+        report.files = len(files)
+        return report
+
+    # -- pipeline -----------------------------------------------------------------
+    def _chunks(
+        self, items: Iterable[Item | Problem], tracker: ProgressTracker | None
+    ) -> Iterator[_Chunk]:
+        batch: list[Item] = []
+        problems: list[Problem] = []
+        for found in items:
+            if isinstance(found, Problem):
+                problems.append(found)
+                continue
+            batch.append(found)
+            if len(batch) >= self.chunk_size:
+                yield _Chunk(batch, problems, tracker.consumed if tracker else 0)
+                batch, problems = [], []
+        if batch or problems:
+            yield _Chunk(batch, problems, tracker.consumed if tracker else 0)
+
+    def _pool_allowed(self) -> bool:
+        # Workers are forked: they inherit the loaded definitions and the policy as is.
+        return self.workers >= 1 and "fork" in multiprocessing.get_all_start_methods()
+
+    def _prepared(self, chunks: Iterator[_Chunk]) -> Iterator[tuple[_Chunk, PreparedChunk]]:
+        """Chunks with their preparation, in input order. The first chunk is prepared
+        inline; a process pool starts only if there is a second one."""
+        first = next(chunks, None)
+        if first is None:
+            return
+        second = next(chunks, None)
+        if second is None or not self._pool_allowed():
+            yield first, prepare_chunk(first.items)
+            if second is not None:
+                yield second, prepare_chunk(second.items)
+            for chunk in chunks:
+                yield chunk, prepare_chunk(chunk.items)
+            return
+        # Workers are forked once the definitions are loaded (the first chunk was
+        # prepared here), so they start warm and share those pages with this process.
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=configure_worker,
+            initargs=(self.policy, self.ctx),
+        )
+        try:
+            prepared_first = prepare_chunk(first.items)
+            pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
+            pending.append((second, pool.submit(prepare_chunk, second.items)))
+            yield first, prepared_first
+            depth = self.workers * 2
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(prepare_chunk, chunk.items)))
+                if len(pending) >= depth:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(
+        self,
+        items: Iterable[Item | Problem],
+        *,
+        strict: bool,
+        progress: Any,
+        tracker: ProgressTracker | None = None,
+    ) -> LoadReport:
+        report = LoadReport()
+        configure_worker(self.policy, self.ctx)
+        started = time.perf_counter()
+        with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
+            create_staging(conn)
+            try:
+                for chunk, prepared in self._prepared(self._chunks(items, tracker)):
+                    self._write(conn, chunk, prepared, report, strict=strict)
+                    if progress is not None:
+                        progress(chunk.consumed, report.processed)
+            except _StrictStop:
+                report.stopped = True
+        report.seconds = time.perf_counter() - started
+        log.info(
+            "bulk load: %d loaded, %d unchanged, %d rejected in %.1f s",
+            report.loaded,
+            report.unchanged,
+            len(report.rejected),
+            report.seconds,
+        )
+        return report
+
+    def _write(
+        self,
+        conn: psycopg.Connection,
+        chunk: _Chunk,
+        prepared: PreparedChunk,
+        report: LoadReport,
+        *,
+        strict: bool,
+    ) -> None:
+        bad = [_rejected(problem) for problem in chunk.problems]
+        bad.extend(_rejected(rejection) for rejection in prepared.rejected)
+        report.rejected.extend(bad)
+        if strict and bad:
+            raise _StrictStop
+        retry = self._commit(conn, chunk.items, prepared, report, strict=strict)
+        while retry:
+            again = prepare_chunk(retry)
+            report.rejected.extend(_rejected(rejection) for rejection in again.rejected)
+            if strict and again.rejected:
+                raise _StrictStop
+            retry = self._commit(conn, retry, again, report, strict=strict)
+
+    def _commit(
+        self,
+        conn: psycopg.Connection,
+        items: list[Item],
+        prepared: PreparedChunk,
+        report: LoadReport,
+        *,
+        strict: bool,
+    ) -> list[Item]:
+        """Write a prepared chunk; returns the items to write after it (repeated ids,
+        ids created concurrently). A chunk the database refuses is retried one item at a
+        time so that only the offending items are rejected."""
+        try:
+            with conn.transaction():
+                result = write_chunk(conn, prepared)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            log.warning("a chunk was refused by the database; locating the offending items")
+            return self._locate(conn, items, report, strict=strict)
+        report.add(result)
+        later = list(prepared.deferred)
+        later.extend(items[prepared.sources[seq]] for seq in result.missing)
+        return later
+
+    def _locate(
+        self, conn: psycopg.Connection, items: list[Item], report: LoadReport, *, strict: bool
+    ) -> list[Item]:
+        """Write a refused chunk item by item (savepoints in one transaction) to reject only
+        the items the database refuses; with ``strict`` nothing of the chunk is kept."""
+        later: list[Item] = []
+        refused: list[RejectedLine] = []
+        with conn.transaction() as outer:
+            for item in items:
+                prepared = prepare_chunk([item])
+                try:
+                    with conn.transaction():
+                        clear_staging(conn)
+                        result = write_chunk(conn, prepared)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as error:
+                    refused.append(
+                        RejectedLine(item.file, item.line, _db_message(error), item.entry)
+                    )
+                    continue
+                report.add(result)
+                later.extend(prepared.deferred)
+                later.extend(item for _ in result.missing)
+            if strict and refused:
+                outer.force_rollback = True
+        report.rejected.extend(refused)
+        if strict and refused:
+            raise _StrictStop
+        return later
+
+
+def _db_message(error: psycopg.Error) -> str:
+    diagnostic = error.diag.message_primary if error.diag else None
+    return f"refused by the database: {diagnostic or str(error).splitlines()[0]}"

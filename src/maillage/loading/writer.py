@@ -1,0 +1,178 @@
+"""The database half of a load: COPY a prepared chunk into temporary staging tables,
+then merge it into ``resource``, ``resource_version`` and the index tables.
+
+One chunk is one transaction. The merge does what the store's update does for each
+resource: an unknown (type, id) is inserted at version 1; a known one whose
+``content_hash`` is unchanged is left alone (no new version); a changed (or deleted)
+one has its current row moved to ``resource_version``, its index rows replaced and
+its version increased, with ``meta.versionId`` set to match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from maillage.loading.prepare import STAGING_COLUMNS, PreparedChunk
+
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS load_resource (
+    seq integer NOT NULL, resource_type text NOT NULL, id text NOT NULL, method text NOT NULL,
+    last_updated timestamptz NOT NULL, content jsonb NOT NULL, content_hash bytea NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_token (
+    seq integer NOT NULL, param text NOT NULL, system text, code text,
+    code_hash bigint NOT NULL, system_code_hash bigint NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_string (
+    seq integer NOT NULL, param text NOT NULL, value_norm text NOT NULL, value_exact text NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_date (
+    seq integer NOT NULL, param text NOT NULL, low timestamptz NOT NULL, high timestamptz NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_number (
+    seq integer NOT NULL, param text NOT NULL, value numeric NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_quantity (
+    seq integer NOT NULL, param text NOT NULL, system text, code text, value numeric NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_uri (
+    seq integer NOT NULL, param text NOT NULL, uri text NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS load_sp_reference (
+    seq integer NOT NULL, param text NOT NULL, target_type text, target_id text, target_url text
+) ON COMMIT DELETE ROWS;
+-- What the merge decided for each staged resource: n(ew), c(hanged), u(nchanged).
+CREATE TEMP TABLE IF NOT EXISTS load_match (
+    seq integer NOT NULL, rid bigint NOT NULL, resource_type text NOT NULL, action "char" NOT NULL
+) ON COMMIT DELETE ROWS;
+"""
+
+# Existing rows are locked so that a concurrent API write cannot interleave.
+_MATCH_EXISTING = """
+INSERT INTO load_match (seq, rid, resource_type, action)
+SELECT s.seq, r.rid, r.resource_type,
+       CASE WHEN NOT r.deleted AND r.content_hash = s.content_hash THEN 'u' ELSE 'c' END
+FROM load_resource s JOIN resource r ON r.resource_type = s.resource_type AND r.id = s.id
+ORDER BY r.rid
+FOR UPDATE OF r
+"""
+
+_ARCHIVE_CHANGED = """
+INSERT INTO resource_version
+    (rid, resource_type, id, version_id, last_updated, deleted, method, content)
+SELECT r.rid, r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.method, r.content
+FROM resource r JOIN load_match m ON m.rid = r.rid
+WHERE m.action = 'c'
+"""
+
+_UPDATE_CHANGED = """
+UPDATE resource r
+SET version_id = r.version_id + 1,
+    last_updated = s.last_updated,
+    deleted = false,
+    method = s.method,
+    content = jsonb_set(s.content, '{meta,versionId}', to_jsonb((r.version_id + 1)::text)),
+    content_hash = s.content_hash
+FROM load_match m JOIN load_resource s ON s.seq = m.seq
+WHERE r.rid = m.rid AND m.action = 'c'
+"""
+
+_INSERT_NEW = """
+WITH inserted AS (
+    INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, method,
+                          content, content_hash)
+    SELECT s.resource_type, s.id, 1, s.last_updated, false, s.method, s.content, s.content_hash
+    FROM load_resource s
+    WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.seq = s.seq)
+    ORDER BY s.seq
+    ON CONFLICT (resource_type, id) DO NOTHING
+    RETURNING rid, resource_type, id
+)
+INSERT INTO load_match (seq, rid, resource_type, action)
+SELECT s.seq, i.rid, i.resource_type, 'n'
+FROM inserted i JOIN load_resource s ON s.resource_type = i.resource_type AND s.id = i.id
+"""
+
+_INDEX_TABLES = {
+    "sp_token": ("system, code, code_hash, system_code_hash", "load_sp_token"),
+    "sp_string": ("value_norm, value_exact", "load_sp_string"),
+    "sp_date": ("low, high", "load_sp_date"),
+    "sp_number": ("value", "load_sp_number"),
+    "sp_quantity": ("system, code, value", "load_sp_quantity"),
+    "sp_uri": ("uri", "load_sp_uri"),
+    "sp_reference": ("target_type, target_id, target_url", "load_sp_reference"),
+}
+
+
+def _delete_index(table: str) -> str:
+    return (
+        f"DELETE FROM {table} x USING load_match m WHERE x.rid = m.rid AND m.action = 'c'"
+    )
+
+
+def _insert_index(table: str) -> str:
+    columns, staging = _INDEX_TABLES[table]
+    values = ", ".join(f"x.{column.strip()}" for column in columns.split(","))
+    return (
+        f"INSERT INTO {table} (rid, resource_type, param, {columns}) "
+        f"SELECT m.rid, m.resource_type, x.param, {values} "
+        f"FROM {staging} x JOIN load_match m ON m.seq = x.seq WHERE m.action <> 'u'"
+    )
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    created: int
+    updated: int
+    unchanged: int
+    # seq of staged resources that were neither matched nor inserted (created by
+    # another writer between our match and insert).
+    missing: list[int]
+
+
+def create_staging(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute(_CREATE_STAGING)
+
+
+def clear_staging(conn: psycopg.Connection) -> None:
+    """Empty the staging tables inside the current transaction (they empty on commit)."""
+    tables = ", ".join([*STAGING_COLUMNS, "load_match"])
+    conn.execute(f"TRUNCATE {tables}")
+
+
+def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
+    """COPY and merge one prepared chunk; the caller holds the transaction."""
+    if chunk.count == 0:
+        return ChunkResult(0, 0, 0, [])
+    with conn.cursor() as cursor:
+        for table, data in chunk.copies.items():
+            if not data:
+                continue
+            statement = f"COPY {table} ({STAGING_COLUMNS[table]}) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                copy.write(data)
+        cursor.execute(_MATCH_EXISTING)
+        changed_or_unchanged = cursor.rowcount
+        if changed_or_unchanged:
+            cursor.execute(_ARCHIVE_CHANGED)
+            if cursor.rowcount:
+                for table in _INDEX_TABLES:
+                    cursor.execute(_delete_index(table))
+                cursor.execute(_UPDATE_CHANGED)
+        cursor.execute(_INSERT_NEW)
+        for table, (_, staging) in _INDEX_TABLES.items():
+            if chunk.copies.get(staging):
+                cursor.execute(_insert_index(table))
+        cursor.execute("SELECT action::text, count(*) FROM load_match GROUP BY action")
+        counts = {str(action): int(number) for action, number in cursor.fetchall()}
+        missing: list[int] = []
+        if sum(counts.values()) != chunk.count:
+            cursor.execute(
+                "SELECT seq FROM load_resource s"
+                " WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.seq = s.seq) ORDER BY seq"
+            )
+            missing = [int(row[0]) for row in cursor.fetchall()]
+    return ChunkResult(counts.get("n", 0), counts.get("c", 0), counts.get("u", 0), missing)

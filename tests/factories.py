@@ -1,0 +1,155 @@
+"""Factories for synthetic FHIR resources and Bundles used across the tests.
+
+Everything here is invented: names are obviously fictional, identifiers live under
+the French *test* NIR system and a test IPP system, and each call draws fresh
+identifier values so that tests never collide. Use these instead of copy-pasting
+payloads; pass keyword overrides for what a test cares about.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+# INS test NIR (synthetic identities only) and a made-up local IPP system.
+TEST_NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"
+TEST_IPP_SYSTEM = "urn:oid:1.2.250.1.999.1.1.1"
+LOINC = "http://loinc.org"
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
+
+
+def new_value(prefix: str = "T") -> str:
+    """A fresh identifier value (never a real NIR or IPP)."""
+    return f"{prefix}{uuid.uuid4().hex[:12].upper()}"
+
+
+def new_urn() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def identifier(value: str | None = None, system: str = TEST_IPP_SYSTEM) -> dict[str, str]:
+    return {"system": system, "value": value or new_value()}
+
+
+def patient(
+    *,
+    family: str = "Testeur",
+    given: tuple[str, ...] = ("Camille",),
+    birth_date: str = "1980-02-03",
+    gender: str = "female",
+    identifiers: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A synthetic Patient; each call gets its own IPP unless ``identifiers`` is given."""
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": identifiers if identifiers is not None else [identifier()],
+        "name": [{"family": family, "given": list(given)}],
+        "gender": gender,
+        "birthDate": birth_date,
+    }
+    resource.update(extra)
+    return resource
+
+
+def observation(
+    *,
+    subject: str | None = None,
+    code: str = "8867-4",
+    display: str = "Heart rate",
+    value: float = 72,
+    unit: str = "/min",
+    effective: str = "2024-03-01T10:00:00Z",
+    **extra: Any,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+        "effectiveDateTime": effective,
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }
+    if subject is not None:
+        resource["subject"] = {"reference": subject}
+    resource.update(extra)
+    return resource
+
+
+def encounter(*, subject: str, start: str = "2024-03-01T08:00:00Z", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "IMP",
+        },
+        "subject": {"reference": subject},
+        "period": {"start": start},
+    }
+    resource.update(extra)
+    return resource
+
+
+def organization(*, name: str = "Centre hospitalier de Testville", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Organization",
+        "identifier": [identifier(system="https://finess.esante.gouv.fr")],
+        "name": name,
+    }
+    resource.update(extra)
+    return resource
+
+
+def entry(
+    method: str,
+    url: str,
+    resource: dict[str, Any] | None = None,
+    *,
+    full_url: str | None = None,
+    if_none_exist: str | None = None,
+    if_match: str | None = None,
+) -> dict[str, Any]:
+    """One Bundle.entry of a batch or transaction."""
+    request: dict[str, Any] = {"method": method, "url": url}
+    if if_none_exist is not None:
+        request["ifNoneExist"] = if_none_exist
+    if if_match is not None:
+        request["ifMatch"] = if_match
+    item: dict[str, Any] = {"request": request}
+    if full_url is not None:
+        item["fullUrl"] = full_url
+    if resource is not None:
+        item["resource"] = resource
+    return item
+
+
+def bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": entries}
+
+
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return bundle("transaction", list(entries))
+
+
+def batch(*entries: dict[str, Any]) -> dict[str, Any]:
+    return bundle("batch", list(entries))
+
+
+def json_patch_binary(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON Patch carried in a Binary, as a PATCH entry of a Bundle holds it."""
+    data = base64.b64encode(json.dumps(operations).encode()).decode()
+    return {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data}
+
+
+def load_fixture(name: str) -> Any:
+    """A sample from ``tests/fixtures/fhir`` (written from the FHIR R4 spec's examples)."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
