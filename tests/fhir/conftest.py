@@ -26,7 +26,7 @@ def stored_rows(clean_database: str) -> Callable[[str], int]:
 
     def count(table: str = "resource") -> int:
         with psycopg.connect(clean_database) as conn:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             assert row is not None
             return int(row[0])
 

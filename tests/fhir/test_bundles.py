@@ -37,7 +37,8 @@ def test_transaction_from_the_spec_resolves_urn_uuid_references(http: httpx.Clie
     for item in result["entry"]:
         assert item["response"]["status"] == "201 Created"
         assert item["response"]["etag"] == 'W/"1"'
-        assert item["response"]["lastModified"].endswith("Z")
+        assert item["response"]["lastModified"] == item["resource"]["meta"]["lastUpdated"]
+        assert item["fullUrl"].endswith(item["response"]["location"].split("/_history")[0])
     patient_ref = patient_entry["response"]["location"].split("/_history")[0]
     encounter_ref = encounter_entry["response"]["location"].split("/_history")[0]
     assert patient_ref.startswith("Patient/")
@@ -139,6 +140,31 @@ def test_unknown_urn_uuid_reference_fails_the_transaction(
     assert stored_rows("resource") == 0
 
 
+def test_uri_elements_naming_an_entry_are_rewritten_but_identifiers_are_kept(
+    http: httpx.Client,
+) -> None:
+    urn = factories.new_urn()
+    document = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": urn},
+        "subject": {"reference": urn},
+        "content": [{"attachment": {"contentType": "application/pdf", "url": urn}}],
+    }
+    result = _ok(
+        http,
+        factories.transaction(
+            factories.entry("POST", "Patient", factories.patient(), full_url=urn),
+            factories.entry("POST", "DocumentReference", document),
+        ),
+    )
+    patient_ref = result["entry"][0]["response"]["location"].split("/_history")[0]
+    stored = body(http.get(f"/{result['entry'][1]['response']['location']}"))
+    assert stored["subject"]["reference"] == patient_ref
+    assert stored["content"][0]["attachment"]["url"] == patient_ref
+    assert stored["masterIdentifier"]["value"] == urn
+
+
 def test_put_entries_with_urn_full_urls_are_referenced_by_their_url(http: httpx.Client) -> None:
     patient_urn = factories.new_urn()
     result = _ok(
@@ -215,7 +241,9 @@ def test_post_entry_whose_resource_type_differs_from_its_url_fails(
     response = _post(
         http,
         factories.transaction(
-            factories.entry("POST", "Patient", factories.organization(), full_url=factories.new_urn())
+            factories.entry(
+                "POST", "Patient", factories.organization(), full_url=factories.new_urn()
+            )
         ),
     )
     assert_outcome(response, 400, says="Bundle.entry[0]")
@@ -237,6 +265,22 @@ def test_a_resource_may_appear_only_once_in_a_transaction(
     assert stored_rows("resource_version") == 0
 
 
+def test_a_full_url_may_name_only_one_entry(
+    http: httpx.Client, stored_rows: Callable[[str], int]
+) -> None:
+    urn = factories.new_urn()
+    response = _post(
+        http,
+        factories.transaction(
+            factories.entry("POST", "Patient", factories.patient(), full_url=urn),
+            factories.entry("POST", "Patient", factories.patient(), full_url=urn),
+            factories.entry("POST", "Observation", factories.observation(subject=urn)),
+        ),
+    )
+    assert_outcome(response, 400, says="Bundle.entry[1]")
+    assert stored_rows("resource") == 0
+
+
 def test_transaction_processes_delete_post_put_then_get(http: httpx.Client) -> None:
     ident = factories.identifier()
     old = create(http, factories.patient(identifiers=[ident], gender="female"))
@@ -247,9 +291,7 @@ def test_transaction_processes_delete_post_put_then_get(http: httpx.Client) -> N
             # GET listed first, processed last: it sees the writes.
             factories.entry("GET", f"Patient?identifier={_token(ident)}"),
             # PUT listed before POST, processed after it.
-            factories.entry(
-                "PUT", f"Patient/{put_target['id']}", {**put_target, "gender": "male"}
-            ),
+            factories.entry("PUT", f"Patient/{put_target['id']}", {**put_target, "gender": "male"}),
             # POST listed before DELETE: were it processed first, the conditional
             # delete would match two patients and fail.
             factories.entry("POST", "Patient", factories.patient(identifiers=[ident])),

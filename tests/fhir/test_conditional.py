@@ -133,6 +133,13 @@ def test_conditional_update_with_two_matches_is_412(http: httpx.Client) -> None:
     assert_outcome(response, 412)
 
 
+def test_conditional_update_refuses_a_body_of_another_type(http: httpx.Client) -> None:
+    params = {"identifier": _token(factories.identifier())}
+    response = http.put("/Patient", params=params, json=factories.organization())
+    assert_outcome(response, 400, says="resourceType")
+    assert search_ids(http, "/Organization") == []
+
+
 def test_conditional_update_needs_criteria(http: httpx.Client) -> None:
     assert_outcome(http.put("/Patient", json=factories.patient()), 400)
 
@@ -254,6 +261,7 @@ def _wait_for_a_lock_wait(conn: psycopg.Connection[Any]) -> None:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            " AND datname = current_database()"
         ).fetchone()
         if row and row[0]:
             return

@@ -51,6 +51,36 @@ def test_last_modified_header_is_meta_last_updated(http: httpx.Client) -> None:
     assert stamped - last_modified(read) < timedelta(seconds=1)
 
 
+def test_every_answer_with_a_resource_agrees_on_its_version(http: httpx.Client) -> None:
+    """ETag, Last-Modified and Location say what the body's meta says, on every path."""
+    created = http.post("/Patient", json=factories.patient())
+    stored = body(created)
+    url = f"/Patient/{stored['id']}"
+    ident = stored["identifier"][0]
+    responses = [
+        created,
+        http.get(url),
+        put(http, {**stored, "gender": "male"}),
+        http.patch(
+            url, json=[{"op": "replace", "path": "/gender", "value": "other"}], headers=PATCH_JSON
+        ),
+        http.get(f"{url}/_history/2"),
+        http.post(
+            "/Patient",
+            json=factories.patient(),
+            headers={"If-None-Exist": f"identifier={ident['system']}|{ident['value']}"},
+        ),
+        put(http, body(http.get(url))),
+    ]
+    for response in responses:
+        assert response.status_code in (200, 201), response.text
+        meta = body(response)["meta"]
+        assert response.headers["etag"] == f'W/"{meta["versionId"]}"'
+        assert last_modified(response) == instant(meta["lastUpdated"]).replace(microsecond=0)
+        if "location" in response.headers:
+            assert response.headers["location"].endswith(f"{url}/_history/{meta['versionId']}")
+
+
 def test_fhirpy_client_creates_updates_and_deletes(fhir: SyncFHIRClient) -> None:
     patient = fhir.resource("Patient", **factories.patient(family="Essai"))
     patient.save()
@@ -65,6 +95,23 @@ def test_fhirpy_client_creates_updates_and_deletes(fhir: SyncFHIRClient) -> None
 
 
 # -- read / vread -------------------------------------------------------------------
+def test_head_reads_and_never_writes(http: httpx.Client) -> None:
+    created = create(http, factories.patient())
+    ident = created["identifier"][0]
+    instance = http.head(f"/Patient/{created['id']}")
+    assert instance.status_code == 200
+    assert instance.headers["etag"] == 'W/"1"'
+    assert instance.content == b""
+    search = http.head("/Patient", params={"identifier": f"{ident['system']}|{ident['value']}"})
+    assert search.status_code == 200
+    assert http.head("/_history").status_code == 200
+    assert http.get(f"/Patient/{created['id']}").status_code == 200
+    assert body(http.get(f"/Patient/{created['id']}/_history"))["entry"][0]["request"] == {
+        "method": "POST",
+        "url": "Patient",
+    }
+
+
 def test_read_returns_the_current_version_with_its_etag(http: httpx.Client) -> None:
     created = create(http, factories.patient())
     response = http.get(f"/Patient/{created['id']}")
@@ -222,9 +269,7 @@ def test_a_json_patch_that_fails_or_breaks_the_resource_is_refused(http: httpx.C
     failing_test = [{"op": "test", "path": "/gender", "value": "male"}]
     assert_outcome(http.patch(url, json=failing_test, headers=PATCH_JSON), 422)
     invalid_result = [{"op": "replace", "path": "/birthDate", "value": "not-a-date"}]
-    assert_outcome(
-        http.patch(url, json=invalid_result, headers=PATCH_JSON), 422, says="birthDate"
-    )
+    assert_outcome(http.patch(url, json=invalid_result, headers=PATCH_JSON), 422, says="birthDate")
     change_id = [{"op": "replace", "path": "/id", "value": "other"}]
     assert_outcome(http.patch(url, json=change_id, headers=PATCH_JSON), 422)
     not_a_patch = {"op": "replace"}

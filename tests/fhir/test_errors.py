@@ -15,7 +15,9 @@ ONE_MIB = 1024 * 1024
 
 def test_malformed_json_is_400(http: httpx.Client) -> None:
     response = http.post(
-        "/Patient", content=b'{"resourceType": "Patient",', headers={"Content-Type": "application/fhir+json"}
+        "/Patient",
+        content=b'{"resourceType": "Patient",',
+        headers={"Content-Type": "application/fhir+json"},
     )
     assert_outcome(response, 400, code="structure", says="not valid JSON")
 
@@ -81,7 +83,15 @@ def test_a_body_over_the_limit_is_413(
     assert_outcome(http.put("/Patient/big", json={**big, "id": "big"}), 413)
     bundle = factories.transaction(factories.entry("POST", "Patient", big))
     assert_outcome(http.post("", json=bundle), 413)
+    operations = [{"op": "add", "path": "/text", "value": big["text"]}]
+    patch = http.patch(
+        "/Patient/big", json=operations, headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert_outcome(patch, 413)
     assert stored_rows("resource") == 0
+    # The client's connection is still usable after a refused upload.
+    assert http.get("/metadata").status_code == 200
+    assert create(http, factories.patient())["id"]
 
 
 def test_a_streamed_body_over_the_limit_is_413(http: httpx.Client) -> None:
@@ -100,7 +110,10 @@ def test_a_streamed_body_over_the_limit_is_413(http: httpx.Client) -> None:
 
 def test_a_body_just_under_the_limit_is_read(http: httpx.Client) -> None:
     def narrative(filler: str) -> dict[str, str]:
-        return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{filler}</div>'}
+        return {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{filler}</div>',
+        }
 
     padded = factories.patient(text=narrative(""), id="padded")
     room = ONE_MIB - len(httpx.Request("PUT", "/", json=padded).content)
@@ -112,9 +125,7 @@ def test_a_body_just_under_the_limit_is_read(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/xml", "application/fhir+xml", None]
 )
-def test_a_body_in_another_media_type_is_415(
-    http: httpx.Client, content_type: str | None
-) -> None:
+def test_a_body_in_another_media_type_is_415(http: httpx.Client, content_type: str | None) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = http.post("/Patient", content=b'{"resourceType": "Patient"}', headers=headers)
     assert_outcome(response, 415)
@@ -132,8 +143,8 @@ def test_plain_json_media_types_are_read(http: httpx.Client) -> None:
 
 def test_errors_on_reads_keep_the_resource_intact(http: httpx.Client) -> None:
     created = create(http, factories.patient())
-    response = http.put(f"/Patient/{created['id']}", content=b"{", headers={
-        "Content-Type": "application/fhir+json"
-    })
+    response = http.put(
+        f"/Patient/{created['id']}", content=b"{", headers={"Content-Type": "application/fhir+json"}
+    )
     assert_outcome(response, 400)
     assert body(http.get(f"/Patient/{created['id']}")) == created

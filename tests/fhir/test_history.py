@@ -54,7 +54,10 @@ def test_instance_history_lists_versions_newest_first_with_the_deletion(
     assert versions[-1]["response"]["status"].startswith("201")
     assert versions[0]["request"]["method"] == "PUT"
     assert all(item["fullUrl"] == f"{fhir_base}/Patient/{created['id']}" for item in entries)
-    assert all("lastModified" in item["response"] for item in entries)
+    for item in versions:
+        assert item["response"]["lastModified"] == item["resource"]["meta"]["lastUpdated"]
+        assert item["response"]["etag"] == f'W/"{item["resource"]["meta"]["versionId"]}"'
+    assert deletion["response"]["lastModified"] >= versions[0]["response"]["lastModified"]
 
 
 def test_history_pages_with_count_and_working_next_links(http: httpx.Client) -> None:
@@ -69,9 +72,7 @@ def test_type_history_pages_through_many_resources_exactly_once(http: httpx.Clie
     # One transaction: many versions share the same millisecond, so the paging
     # order must not depend on last_updated alone.
     ids = [f"hist-{n}" for n in range(12)]
-    entries = [
-        factories.entry("PUT", f"Patient/{rid}", factories.patient(id=rid)) for rid in ids
-    ]
+    entries = [factories.entry("PUT", f"Patient/{rid}", factories.patient(id=rid)) for rid in ids]
     assert http.post("", json=factories.transaction(*entries)).status_code == 200
     create(http, factories.organization())
     seen = _follow(http, "/Patient/_history?_count=5")

@@ -19,6 +19,7 @@ import binascii
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -121,7 +122,9 @@ def _locate(error: MaillageError, index: int) -> MaillageError:
     prefix = f"Bundle.entry[{index}]"
     if not error.message.startswith(prefix):
         error.message = f"{prefix}: {error.message}"
-        error.issues = [replace(issue, message=f"{prefix}: {issue.message}") for issue in error.issues]
+        error.issues = [
+            replace(issue, message=f"{prefix}: {issue.message}") for issue in error.issues
+        ]
     return error
 
 
@@ -140,7 +143,9 @@ def _patch_operations(resource: Any) -> Any:
         try:
             return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
         except (binascii.Error, orjson.JSONDecodeError) as error:
-            raise InvalidRequest("the PATCH entry's Binary.data is not a base64 JSON Patch") from error
+            raise InvalidRequest(
+                "the PATCH entry's Binary.data is not a base64 JSON Patch"
+            ) from error
     return resource
 
 
@@ -183,7 +188,9 @@ class _References:
                     result[name] = await self.rewrite(value, name)
             return result
         if isinstance(node, str):
-            if node in self.full_urls:
+            # uri/url elements that name an entry are links too; an Identifier.value
+            # (a string) that happens to equal a fullUrl is data, kept as sent.
+            if key != "value" and node in self.full_urls:
                 return self.full_urls[node]
             if key == "div":
                 for full_url, reference in self.full_urls.items():
@@ -232,7 +239,8 @@ class BundleProcessor:
                     responses[entry.index], _ = await self._execute(repo, entry)
             except MaillageError as error:
                 status, outcome = self.render_error(error)
-                responses[entry.index] = {"response": {"status": str(status), "outcome": outcome}}
+                text = f"{status} {HTTPStatus(status).phrase}"
+                responses[entry.index] = {"response": {"status": text, "outcome": outcome}}
         return responses
 
     async def _transaction(self, entries: list[_Entry]) -> list[dict[str, Any]]:
@@ -293,6 +301,8 @@ class BundleProcessor:
             return
         reference = f"{resource_type}/{entry.assigned_id}"
         if entry.full_url:
+            if entry.full_url in references.full_urls:
+                raise InvalidRequest(f"fullUrl {entry.full_url} names more than one entry")
             references.full_urls[entry.full_url] = reference
         if criteria is not None:
             references.conditional[(resource_type, tuple(sorted(criteria)))] = reference

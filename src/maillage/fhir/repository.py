@@ -26,6 +26,7 @@ from maillage.errors import (
     Gone,
     IdMismatch,
     InvalidRequest,
+    MalformedContent,
     MultipleMatches,
     NotFound,
     PreconditionFailed,
@@ -41,6 +42,10 @@ from maillage.storage import Database
 
 _ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method, content"
+# The read by id, completed with the access policy's filter (composed once, not per read).
+_FETCH_CURRENT = sql.SQL(
+    f"SELECT {_STORED_COLUMNS} FROM resource r WHERE r.resource_type = %s AND r.id = %s AND "
+)
 
 
 def now_instant() -> datetime:
@@ -278,6 +283,13 @@ class Repository:
         self, resource_type: str, criteria: list[tuple[str, str]], resource: Any
     ) -> WriteOutcome:
         require_known_type(resource_type)
+        # The body must be a resource of the URL's type whichever branch runs (a create
+        # would otherwise store whatever type the body is).
+        found = resource.get("resourceType") if isinstance(resource, dict) else None
+        if found != resource_type:
+            raise MalformedContent(
+                f"resourceType {found!r} does not match the URL type {resource_type!r}"
+            )
         async with self.atomic() as repo, repo._connection() as conn:
             match = await repo._single_match(conn, resource_type, criteria)
             if match is None:
@@ -356,7 +368,6 @@ class Repository:
         create on the same criteria cannot run concurrently (transaction bundles).
         """
         require_known_type(resource_type)
-        self._authorize(Action.SEARCH, resource_type)
         async with self._connection() as conn:
             return await self._single_match(conn, resource_type, criteria)
 
@@ -366,6 +377,8 @@ class Repository:
     ) -> StoredResource | None:
         if not criteria:
             raise InvalidRequest("a conditional interaction needs search criteria")
+        # Finding the match is a search: the policy says whether this caller may search.
+        self._authorize(Action.SEARCH, resource_type)
         # Serialise conditional writes on the same criteria, so two concurrent
         # conditional creates cannot both create.
         lock_key = int.from_bytes(
@@ -390,9 +403,7 @@ class Repository:
     async def _fetch(
         self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
     ) -> StoredResource | None:
-        query = sql.SQL(
-            "SELECT {columns} FROM resource r WHERE r.resource_type = %s AND r.id = %s AND {visible}"
-        ).format(columns=sql.SQL(_STORED_COLUMNS), visible=self._visible(Action.READ, "r"))
+        query = _FETCH_CURRENT + self._visible(Action.READ, "r")
         cursor = await conn.execute(query, (resource_type, resource_id))
         row = await cursor.fetchone()
         return StoredResource.from_row(row) if row else None

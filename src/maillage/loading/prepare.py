@@ -24,18 +24,18 @@ from maillage.fhir.validation import validate_resource
 from maillage.loading.readers import Item
 from maillage.security import AccessPolicy, Action, AllowAll, RequestContext
 
-# Staging tables, in the order their COPY data is kept in ``PreparedChunk.copies``.
-STAGING_COLUMNS: dict[str, str] = {
-    "load_resource": "seq, resource_type, id, method, last_updated, content, content_hash",
-    "load_sp_token": "seq, param, system, code, code_hash, system_code_hash",
-    "load_sp_string": "seq, param, value_norm, value_exact",
-    "load_sp_date": "seq, param, low, high",
-    "load_sp_number": "seq, param, value",
-    "load_sp_quantity": "seq, param, system, code, value",
-    "load_sp_uri": "seq, param, uri",
-    "load_sp_reference": "seq, param, target_type, target_id, target_url",
+# Columns of the COPY into the staging table (one row per resource).
+RESOURCE_COLUMNS = "seq, resource_type, id, method, last_updated, content, content_hash"
+# Columns of the COPY straight into each index table; the writer puts the rid in front.
+INDEX_COLUMNS: dict[str, str] = {
+    "sp_token": "rid, resource_type, param, system, code, code_hash, system_code_hash",
+    "sp_string": "rid, resource_type, param, value_norm, value_exact",
+    "sp_date": "rid, resource_type, param, low, high",
+    "sp_number": "rid, resource_type, param, value",
+    "sp_quantity": "rid, resource_type, param, system, code, value",
+    "sp_uri": "rid, resource_type, param, uri",
+    "sp_reference": "rid, resource_type, param, target_type, target_id, target_url",
 }
-STAGING_TABLES = tuple(STAGING_COLUMNS)
 
 _NULL = "\\N"
 
@@ -50,10 +50,16 @@ class Rejection:
 
 @dataclass
 class PreparedChunk:
-    """COPY text for each staging table; ``seq`` numbers the chunk's resources from 0."""
+    """COPY text for one chunk; ``seq`` numbers the chunk's resources from 0.
+
+    ``resources`` holds one staging row per resource. ``index`` holds, per index table
+    and per seq, that resource's index rows without their ``rid`` (each line starts
+    with a tab): the writer prefixes the rid once the merge has given one.
+    """
 
     count: int = 0
-    copies: dict[str, bytes] = field(default_factory=dict)
+    resources: bytes = b""
+    index: dict[str, list[bytes]] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
     # Items whose (type, id) already appears earlier in the chunk: written after it.
     deferred: list[Item] = field(default_factory=list)
@@ -84,33 +90,39 @@ def _text(value: str | None) -> str:
     return value
 
 
-def _index_lines(seq: str, rows: IndexRows, out: dict[str, list[str]]) -> None:
+def _index_blocks(resource_type: str, rows: IndexRows) -> dict[str, bytes]:
+    """This resource's rows for each index table, in COPY text, each line starting with a
+    tab (the rid goes in front of it)."""
+    head = "\t" + _text(resource_type) + "\t"
+    blocks: dict[str, bytes] = {}
     if rows.token:
-        out["load_sp_token"].extend(
-            f"{seq}\t{_text(p)}\t{_text(s)}\t{_text(c)}\t{h}\t{sh}\n" for p, s, c, h, sh in rows.token
-        )
+        blocks["sp_token"] = "".join(
+            f"{head}{_text(p)}\t{_text(s)}\t{_text(c)}\t{h}\t{sh}\n"
+            for p, s, c, h, sh in rows.token
+        ).encode()
     if rows.string:
-        out["load_sp_string"].extend(
-            f"{seq}\t{_text(p)}\t{_text(n)}\t{_text(e)}\n" for p, n, e in rows.string
-        )
+        blocks["sp_string"] = "".join(
+            f"{head}{_text(p)}\t{_text(n)}\t{_text(e)}\n" for p, n, e in rows.string
+        ).encode()
     if rows.date:
-        out["load_sp_date"].extend(
-            f"{seq}\t{_text(p)}\t{low.isoformat()}\t{high.isoformat()}\n"
+        blocks["sp_date"] = "".join(
+            f"{head}{_text(p)}\t{low.isoformat()}\t{high.isoformat()}\n"
             for p, low, high in rows.date
-        )
+        ).encode()
     if rows.number:
-        out["load_sp_number"].extend(f"{seq}\t{_text(p)}\t{v}\n" for p, v in rows.number)
+        blocks["sp_number"] = "".join(f"{head}{_text(p)}\t{v}\n" for p, v in rows.number).encode()
     if rows.quantity:
-        out["load_sp_quantity"].extend(
-            f"{seq}\t{_text(p)}\t{_text(s)}\t{_text(c)}\t{v}\n" for p, s, c, v in rows.quantity
-        )
+        blocks["sp_quantity"] = "".join(
+            f"{head}{_text(p)}\t{_text(s)}\t{_text(c)}\t{v}\n" for p, s, c, v in rows.quantity
+        ).encode()
     if rows.uri:
-        out["load_sp_uri"].extend(f"{seq}\t{_text(p)}\t{_text(u)}\n" for p, u in rows.uri)
+        blocks["sp_uri"] = "".join(f"{head}{_text(p)}\t{_text(u)}\n" for p, u in rows.uri).encode()
     if rows.reference:
-        out["load_sp_reference"].extend(
-            f"{seq}\t{_text(p)}\t{_text(t)}\t{_text(i)}\t{_text(u)}\n"
+        blocks["sp_reference"] = "".join(
+            f"{head}{_text(p)}\t{_text(t)}\t{_text(i)}\t{_text(u)}\n"
             for p, t, i, u in rows.reference
-        )
+        ).encode()
+    return blocks
 
 
 def _parse(item: Item) -> Any:
@@ -139,8 +151,8 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
     """Prepare every item of a chunk; bad items are rejected with their location."""
     chunk = PreparedChunk()
     moment = now_instant()
-    moment_text = moment.isoformat()
-    out: dict[str, list[str]] = {table: [] for table in STAGING_TABLES}
+    moment_text = moment.isoformat().encode()
+    index: dict[str, list[bytes]] = {table: [] for table in INDEX_COLUMNS}
     resource_lines: list[bytes] = []
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(items):
@@ -168,24 +180,24 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
             )
             continue
         seen.add(key)
-        seq = str(chunk.count)
+        seq = chunk.count
         chunk.count += 1
         chunk.sources.append(position)
         resource_lines.append(
-            b"%s\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
+            b"%d\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
             % (
-                seq.encode(),
+                seq,
                 _text(key[0]).encode(),
                 _text(key[1]).encode(),
                 method.encode(),
-                moment_text.encode(),
+                moment_text,
                 body.replace(b"\\", b"\\\\"),
                 content_hash(stamped).hex().encode(),
             )
         )
-        _index_lines(seq, rows, out)
-    chunk.copies["load_resource"] = b"".join(resource_lines)
-    for table, lines in out.items():
-        if lines:
-            chunk.copies[table] = "".join(lines).encode()
+        blocks = _index_blocks(key[0], rows)
+        for table, lines in index.items():
+            lines.append(blocks.get(table, b""))
+    chunk.resources = b"".join(resource_lines)
+    chunk.index = {table: lines for table, lines in index.items() if any(lines)}
     return chunk

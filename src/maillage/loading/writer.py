@@ -1,5 +1,6 @@
-"""The database half of a load: COPY a prepared chunk into temporary staging tables,
-then merge it into ``resource``, ``resource_version`` and the index tables.
+"""The database half of a load: COPY a prepared chunk into a temporary staging table,
+merge it into ``resource`` and ``resource_version``, then COPY the index rows of the
+resources written (new or changed) straight into the index tables.
 
 One chunk is one transaction. The merge does what the store's update does for each
 resource: an unknown (type, id) is inserted at version 1; a known one whose
@@ -14,34 +15,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from maillage.loading.prepare import STAGING_COLUMNS, PreparedChunk
+from maillage.loading.prepare import INDEX_COLUMNS, RESOURCE_COLUMNS, PreparedChunk
 
 _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS load_resource (
     seq integer NOT NULL, resource_type text NOT NULL, id text NOT NULL, method text NOT NULL,
     last_updated timestamptz NOT NULL, content jsonb NOT NULL, content_hash bytea NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_token (
-    seq integer NOT NULL, param text NOT NULL, system text, code text,
-    code_hash bigint NOT NULL, system_code_hash bigint NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_string (
-    seq integer NOT NULL, param text NOT NULL, value_norm text NOT NULL, value_exact text NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_date (
-    seq integer NOT NULL, param text NOT NULL, low timestamptz NOT NULL, high timestamptz NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_number (
-    seq integer NOT NULL, param text NOT NULL, value numeric NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_quantity (
-    seq integer NOT NULL, param text NOT NULL, system text, code text, value numeric NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_uri (
-    seq integer NOT NULL, param text NOT NULL, uri text NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS load_sp_reference (
-    seq integer NOT NULL, param text NOT NULL, target_type text, target_id text, target_url text
 ) ON COMMIT DELETE ROWS;
 -- What the merge decided for each staged resource: n(ew), c(hanged), u(nchanged).
 CREATE TEMP TABLE IF NOT EXISTS load_match (
@@ -95,31 +74,11 @@ SELECT s.seq, i.rid, i.resource_type, 'n'
 FROM inserted i JOIN load_resource s ON s.resource_type = i.resource_type AND s.id = i.id
 """
 
-_INDEX_TABLES = {
-    "sp_token": ("system, code, code_hash, system_code_hash", "load_sp_token"),
-    "sp_string": ("value_norm, value_exact", "load_sp_string"),
-    "sp_date": ("low, high", "load_sp_date"),
-    "sp_number": ("value", "load_sp_number"),
-    "sp_quantity": ("system, code, value", "load_sp_quantity"),
-    "sp_uri": ("uri", "load_sp_uri"),
-    "sp_reference": ("target_type, target_id, target_url", "load_sp_reference"),
-}
-
-
-def _delete_index(table: str) -> str:
-    return (
-        f"DELETE FROM {table} x USING load_match m WHERE x.rid = m.rid AND m.action = 'c'"
-    )
-
-
-def _insert_index(table: str) -> str:
-    columns, staging = _INDEX_TABLES[table]
-    values = ", ".join(f"x.{column.strip()}" for column in columns.split(","))
-    return (
-        f"INSERT INTO {table} (rid, resource_type, param, {columns}) "
-        f"SELECT m.rid, m.resource_type, x.param, {values} "
-        f"FROM {staging} x JOIN load_match m ON m.seq = x.seq WHERE m.action <> 'u'"
-    )
+_DELETE_INDEX = [
+    f"DELETE FROM {table} x USING load_match m WHERE x.rid = m.rid AND m.action = 'c'"
+    for table in INDEX_COLUMNS
+]
+_WRITTEN = "SELECT seq, rid FROM load_match WHERE action <> 'u'"
 
 
 @dataclass(frozen=True)
@@ -139,8 +98,7 @@ def create_staging(conn: psycopg.Connection) -> None:
 
 def clear_staging(conn: psycopg.Connection) -> None:
     """Empty the staging tables inside the current transaction (they empty on commit)."""
-    tables = ", ".join([*STAGING_COLUMNS, "load_match"])
-    conn.execute(f"TRUNCATE {tables}")
+    conn.execute("TRUNCATE load_resource, load_match")
 
 
 def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
@@ -148,24 +106,23 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
     if chunk.count == 0:
         return ChunkResult(0, 0, 0, [])
     with conn.cursor() as cursor:
-        for table, data in chunk.copies.items():
-            if not data:
-                continue
-            statement = f"COPY {table} ({STAGING_COLUMNS[table]}) FROM STDIN"
-            with cursor.copy(statement) as copy:
-                copy.write(data)
+        with cursor.copy(f"COPY load_resource ({RESOURCE_COLUMNS}) FROM STDIN") as copy:
+            copy.write(chunk.resources)
         cursor.execute(_MATCH_EXISTING)
-        changed_or_unchanged = cursor.rowcount
-        if changed_or_unchanged:
+        if cursor.rowcount:
             cursor.execute(_ARCHIVE_CHANGED)
             if cursor.rowcount:
-                for table in _INDEX_TABLES:
-                    cursor.execute(_delete_index(table))
+                for statement in _DELETE_INDEX:
+                    cursor.execute(statement)
                 cursor.execute(_UPDATE_CHANGED)
         cursor.execute(_INSERT_NEW)
-        for table, (_, staging) in _INDEX_TABLES.items():
-            if chunk.copies.get(staging):
-                cursor.execute(_insert_index(table))
+        cursor.execute(_WRITTEN)
+        rids = {int(seq): str(rid).encode() for seq, rid in cursor.fetchall()}
+        for table, blocks in chunk.index.items():
+            data = _with_rids(blocks, rids)
+            if data:
+                with cursor.copy(f"COPY {table} ({INDEX_COLUMNS[table]}) FROM STDIN") as copy:
+                    copy.write(data)
         cursor.execute("SELECT action::text, count(*) FROM load_match GROUP BY action")
         counts = {str(action): int(number) for action, number in cursor.fetchall()}
         missing: list[int] = []
@@ -176,3 +133,15 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
             )
             missing = [int(row[0]) for row in cursor.fetchall()]
     return ChunkResult(counts.get("n", 0), counts.get("c", 0), counts.get("u", 0), missing)
+
+
+def _with_rids(blocks: list[bytes], rids: dict[int, bytes]) -> bytes:
+    """The index rows of the written resources, each line prefixed with its rid. COPY text
+    escapes tabs and newlines inside values, so a raw newline + tab is a row boundary."""
+    parts = []
+    for seq, block in enumerate(blocks):
+        if block:
+            rid = rids.get(seq)
+            if rid is not None:
+                parts.append(rid + block.replace(b"\n\t", b"\n" + rid + b"\t"))
+    return b"".join(parts)

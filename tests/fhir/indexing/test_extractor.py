@@ -34,8 +34,11 @@ def test_observation_quantity_and_subject_reference() -> None:
             "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
             "subject": {"reference": "Patient/p1"},
-            "valueQuantity": {"value": 5.4, "system": "http://unitsofmeasure.org",
-                              "code": "mmol/L"},
+            "valueQuantity": {
+                "value": 5.4,
+                "system": "http://unitsofmeasure.org",
+                "code": "mmol/L",
+            },
         }
     )
     assert ("subject", "Patient", "p1", None) in rows.reference
@@ -45,3 +48,13 @@ def test_observation_quantity_and_subject_reference() -> None:
     tokens = {(param, system, code) for param, system, code, _, _ in rows.token}
     assert ("code", "http://loinc.org", "2339-0") in tokens
     assert ("status", None, "final") in tokens
+
+
+def test_very_long_texts_are_indexed_by_their_start() -> None:
+    long_text = "Martin " * 150_000
+    rows = extract_index({"resourceType": "Patient", "name": [{"text": long_text}]})
+    names = [norm for param, norm, _ in rows.string if param == "name"]
+    assert names
+    for norm in names:
+        assert norm.startswith("martin martin")
+        assert len(norm.encode()) < 2700

@@ -58,8 +58,20 @@ def test_functions_outside_the_subset_are_refused_not_guessed() -> None:
 
 def test_most_official_parameters_compile() -> None:
     patient_params = params_for("Patient")
-    for code in ("name", "family", "given", "identifier", "birthdate", "gender", "address",
-                 "general-practitioner", "organization", "telecom", "phone", "email"):
+    for code in (
+        "name",
+        "family",
+        "given",
+        "identifier",
+        "birthdate",
+        "gender",
+        "address",
+        "general-practitioner",
+        "organization",
+        "telecom",
+        "phone",
+        "email",
+    ):
         assert patient_params[code].indexed, code
     observation_params = params_for("Observation")
     for code in ("code", "subject", "patient", "date", "value-quantity", "category"):

@@ -43,3 +43,11 @@ def test_token_hash_depends_on_every_part() -> None:
     )
     assert token_hash("Patient", "gender", "female") == token_hash("Patient", "gender", "female")
     assert token_hash("Patient", "gender", "female") != token_hash("Person", "gender", "female")
+
+
+def test_the_last_representable_dates_are_indexed_not_overflowed() -> None:
+    for value in ("9999", "9999-12", "9999-12-31", "9999-12-31T23:59:59Z"):
+        bounds = date_range(value)
+        assert bounds is not None, value
+        assert bounds[0].year == 9999
+        assert bounds[1] >= bounds[0]

@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 
 from maillage.errors import InvalidRequest, PayloadTooLarge
-from maillage.fhir.indexing.normalize import date_range
 from maillage.fhir.http.negotiation import check_content_type, parse_json
+from maillage.fhir.indexing.normalize import date_range
 from maillage.security import RequestContext
 
 

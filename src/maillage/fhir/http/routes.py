@@ -10,7 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maillage.errors import InvalidRequest, MaillageError
+from maillage.errors import (
+    InvalidRequest,
+    MaillageError,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+)
 from maillage.fhir import bundling
 from maillage.fhir.bundles import BundleProcessor
 from maillage.fhir.capability import capability_statement
@@ -28,6 +33,15 @@ from maillage.fhir.model import WriteOutcome
 from maillage.fhir.repository import FhirStore, Repository
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+# Starlette answers HEAD on every GET route: HEAD must read, never fall through to a write.
+_READS = ("GET", "HEAD")
+
+
+def _require_delete(request: Request) -> None:
+    if request.method != "DELETE":
+        raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
 
 
 def _pretty(request: Request) -> bool:
@@ -85,7 +99,7 @@ class FhirApi:
         return fhir_response(capability_statement(self.base_url(request)), pretty=_pretty(request))
 
     async def system(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method in _READS:
             raise InvalidRequest("whole-system search is not supported yet; search one type")
         bundle = await req.json_body(request, self.max_body)
         processor = BundleProcessor(
@@ -99,7 +113,7 @@ class FhirApi:
     # -- type level -----------------------------------------------------------------
     async def type_level(self, request: Request) -> Response:
         resource_type = request.path_params["type"]
-        if request.method == "GET":
+        if request.method in _READS:
             return await self._search(request, resource_type, req.query_params(request))
         if request.method == "POST":
             return await self.create(request, resource_type)
@@ -108,10 +122,19 @@ class FhirApi:
             body = await req.json_body(request, self.max_body)
             outcome = await self.repo(request).conditional_update(resource_type, criteria, body)
             return self._written(request, outcome)
+        _require_delete(request)
         deleted = await self.repo(request).conditional_delete(resource_type, criteria)
         return self._deleted(request, deleted is not None)
 
     async def create(self, request: Request, resource_type: str) -> Response:
+        stray = [name for name in request.query_params if name not in ("_format", "_pretty")]
+        if stray:
+            # Some clients send conditional-create criteria as a query string; creating
+            # anyway would make the duplicate they meant to avoid.
+            raise InvalidRequest(
+                f"POST /{resource_type} takes no search parameters ({', '.join(stray)}); "
+                "for a conditional create send them in the If-None-Exist header"
+            )
         body = await req.json_body(request, self.max_body)
         if isinstance(body, dict) and body.get("resourceType") != resource_type:
             raise InvalidRequest(
@@ -129,7 +152,7 @@ class FhirApi:
         body = await req.read_body(request, self.max_body)
         kind = (request.headers.get("content-type") or "").split(";")[0].strip()
         if body and kind != "application/x-www-form-urlencoded":
-            raise InvalidRequest("POST _search takes application/x-www-form-urlencoded")
+            raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
         params = req.query_params(request) + parse_qsl(body.decode(), keep_blank_values=True)
         return await self._search(request, request.path_params["type"], params)
 
@@ -146,7 +169,7 @@ class FhirApi:
     async def instance(self, request: Request) -> Response:
         resource_type, resource_id = request.path_params["type"], request.path_params["id"]
         repo = self.repo(request)
-        if request.method == "GET":
+        if request.method in _READS:
             stored = await repo.read(resource_type, resource_id)
             return raw_resource_response(stored, pretty=_pretty(request))
         if request.method == "PUT":
@@ -163,6 +186,7 @@ class FhirApi:
                 resource_type, resource_id, body, if_match=req.if_match_version(request)
             )
             return self._written(request, outcome)
+        _require_delete(request)
         deleted = await repo.delete(resource_type, resource_id)
         return self._deleted(request, deleted is not None)
 

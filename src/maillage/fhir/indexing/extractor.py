@@ -56,6 +56,9 @@ def _active_params(resource_type: str, keys: tuple[str, ...]) -> tuple[SearchPar
     )
 
 
+MAX_URI_CHARS = 2048
+
+
 def extract_index(resource: dict[str, Any]) -> IndexRows:
     resource_type = resource["resourceType"]
     rows = IndexRows()
@@ -92,7 +95,8 @@ def _extract_param(
                 rows.reference.append((code, target_type, target_id, target_url))
     elif kind == "uri":
         for node in nodes:
-            if isinstance(node.value, str):
+            # A btree entry holds about 2,700 bytes; no real URI is that long.
+            if isinstance(node.value, str) and len(node.value) <= MAX_URI_CHARS:
                 rows.uri.append((code, node.value))
     elif kind == "number":
         for node in nodes:

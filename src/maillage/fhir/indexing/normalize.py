@@ -50,19 +50,30 @@ def date_range(value: str) -> tuple[datetime, datetime] | None:
     try:
         if parts["month"] is None:
             low = datetime(year, 1, 1, tzinfo=UTC)
-            return low, datetime(year + 1, 1, 1, tzinfo=UTC) - _ONE_MICROSECOND
+            return low, _end(low, timedelta(days=366 if calendar.isleap(year) else 365))
         month = int(parts["month"])
         if parts["day"] is None:
             low = datetime(year, month, 1, tzinfo=UTC)
             last_day = calendar.monthrange(year, month)[1]
-            return low, low + timedelta(days=last_day) - _ONE_MICROSECOND
+            return low, _end(low, timedelta(days=last_day))
         day = int(parts["day"])
         if parts["hour"] is None:
             low = datetime(year, month, day, tzinfo=UTC)
-            return low, low + timedelta(days=1) - _ONE_MICROSECOND
+            return low, _end(low, timedelta(days=1))
         return _time_range(year, month, day, parts)
     except ValueError:
         return None
+
+
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def _end(low: datetime, span: timedelta) -> datetime:
+    """The last instant of the span starting at ``low``, capped at the end of year 9999."""
+    try:
+        return low + span - _ONE_MICROSECOND
+    except OverflowError:
+        return _LAST_INSTANT
 
 
 def _time_range(
@@ -77,14 +88,14 @@ def _time_range(
     hour, minute = int(parts["hour"] or 0), int(parts["minute"] or 0)
     if parts["second"] is None:
         low = datetime(year, month, day, hour, minute, tzinfo=tzinfo)
-        return low, low + timedelta(minutes=1) - _ONE_MICROSECOND
+        return low, _end(low, timedelta(minutes=1))
     second = int(parts["second"])
     fraction = parts["fraction"]
     if fraction is None:
         low = datetime(year, month, day, hour, minute, second, tzinfo=tzinfo)
-        return low, low + timedelta(seconds=1) - _ONE_MICROSECOND
+        return low, _end(low, timedelta(seconds=1))
     digits = fraction[:6]
     microsecond = int(digits.ljust(6, "0"))
     low = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tzinfo)
     step = timedelta(microseconds=10 ** (6 - len(digits)))
-    return low, low + step - _ONE_MICROSECOND
+    return low, _end(low, step)

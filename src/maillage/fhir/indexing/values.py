@@ -137,5 +137,10 @@ def split_reference(reference: str) -> tuple[str | None, str | None, str | None]
     return None, None, reference
 
 
+# Index rows must fit a btree entry (about 2,700 bytes): long texts are indexed by their
+# start, which is what a starts-with search compares anyway.
+MAX_INDEXED_CHARS = 512
+
+
 def normalized(value: str) -> tuple[str, str]:
-    return normalize_string(value), value
+    return normalize_string(value[: MAX_INDEXED_CHARS * 2])[:MAX_INDEXED_CHARS], value
