@@ -51,7 +51,8 @@ TARGET_RATE = 3000.0
 TARGET_RSS_MB = 500.0
 _SUMMARY = re.compile(
     r"loaded: (?P<loaded>\d+).*unchanged: (?P<unchanged>\d+)\s+rejected: (?P<rejected>\d+)"
-    r"\s+time: (?P<seconds>[\d.]+) s"
+    r"\s+time: (?P<seconds>[\d.]+) s \(writing (?P<writing>[\d.]+) s, waiting for validation"
+    r" and indexing (?P<preparing>[\d.]+) s\)"
 )
 
 
@@ -105,17 +106,20 @@ def copy_floor(conninfo: str, folder: Path) -> tuple[int, float]:
         conn.execute("CREATE TABLE bench_bare (id text, content jsonb)")
         started = time.perf_counter()
         count = 0
-        with conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy("COPY bench_bare (id, content) FROM STDIN") as copy:
-                for path in sorted(folder.glob("*.ndjson")):
-                    with path.open("rb") as lines:
-                        for line in lines:
-                            line = line.rstrip(b"\n")
-                            if not line:
-                                continue
-                            resource_id = orjson.loads(line)["id"].encode()
-                            copy.write(resource_id + b"\t" + line.replace(b"\\", b"\\\\") + b"\n")
-                            count += 1
+        with (
+            conn.transaction(),
+            conn.cursor() as cursor,
+            cursor.copy("COPY bench_bare (id, content) FROM STDIN") as copy,
+        ):
+            for path in sorted(folder.glob("*.ndjson")):
+                with path.open("rb") as lines:
+                    for line in lines:
+                        line = line.rstrip(b"\n")
+                        if not line:
+                            continue
+                        resource_id = orjson.loads(line)["id"].encode()
+                        copy.write(resource_id + b"\t" + line.replace(b"\\", b"\\\\") + b"\n")
+                        count += 1
         elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE bench_bare")
     return count, elapsed
@@ -237,6 +241,8 @@ def run_loader(conninfo: str, folder: Path, profile_to: Path | None) -> dict[str
         "unchanged": int(match["unchanged"]),
         "rejected": int(match["rejected"]),
         "load_seconds": float(match["seconds"]),
+        "writing_seconds": float(match["writing"]),
+        "preparing_seconds": float(match["preparing"]),
         "wall_seconds": wall,
         "peak_rss_mb": memory.peak_rss / 1024 / 1024,
         "peak_pss_mb": memory.peak_pss / 1024 / 1024,
@@ -271,6 +277,21 @@ def _cpu_line(label: str, run: dict[str, Any]) -> str:
         f"- {label}: loader + workers {run['loader_cpu_us']:.0f} µs CPU per resource, "
         f"PostgreSQL {run['postgres_cpu_us']:.0f} µs: CPU-bound ceiling "
         f"{run['cpu_bound_rate']:,.0f}/s on this machine's cores if nothing else ran."
+    )
+
+
+def _bound(run: dict[str, Any]) -> str:
+    writing, preparing = run["writing_seconds"], run["preparing_seconds"]
+    share = writing / run["load_seconds"] * 100
+    side = (
+        "PostgreSQL (COPY into staging, merge, COPY of the index rows) is the bound: the "
+        "workers were ahead"
+        if writing >= preparing
+        else "validation and indexing in the workers is the bound: the writer waited for them"
+    )
+    return (
+        f"the writer spent {writing:.1f} s in PostgreSQL ({share:.0f}% of the load) and "
+        f"{preparing:.1f} s waiting for prepared chunks: {side}"
     )
 
 
@@ -310,6 +331,8 @@ Command: `.venv/bin/python -m bench.bulk_load --resources {results["target"]}`
   ({first["wall_seconds"] - first["load_seconds"]:.1f} s).
 {_cpu_line("Load", first)}
 {_cpu_line("Reload", again)}
+- What bounds the load: {_bound(first)}.
+- What bounds the reload: {_bound(again)}.
 - Load average before the run: {load} (other work on the machine takes CPU from the
   loader and PostgreSQL; the CPU figures above do not depend on it).
 - Rows written: {results["counts"]}. Reload: {again["unchanged"]:,} unchanged,
@@ -367,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reload:  {again['rate_load']:,.0f} resources/s, {again['unchanged']:,} unchanged, "
               f"{again['loaded']} written")  # fmt: skip
         for label, run in (("load", first), ("reload", again)):
+            print(f"  {label}: {_bound(run)}")
             if "cpu_bound_rate" in run:
                 print(f"  {label} CPU per resource: loader + workers {run['loader_cpu_us']:.0f} us,"
                       f" PostgreSQL {run['postgres_cpu_us']:.0f} us -> CPU-bound ceiling on"

@@ -39,8 +39,15 @@ LUA_DIR = BENCH_DIR / "lua"
 OUT_DIR = BENCH_DIR / "out"
 VENV_BIN = ROOT / ".venv" / "bin"
 
-# The hub's pool (Settings.db_pool_max): the floors use the same size per process.
-POOL_SIZE = 10
+
+def _hub_pool_size() -> int:
+    from maillage.settings import Settings
+
+    return Settings().db_pool_max
+
+
+# The hub's pool size per worker (Settings.db_pool_max): the floors use the same per process.
+POOL_SIZE = _hub_pool_size()
 WRK_INSTALL_HINT = (
     "wrk is not installed. On Debian/Ubuntu: `sudo apt-get update && sudo apt-get install -y "
     "wrk`; on macOS: `brew install wrk`. See bench/README.md."
@@ -99,6 +106,39 @@ def machine_description(conninfo: str | None = None) -> dict[str, str]:
                 row = conn.execute(f"SHOW {setting}").fetchone()
                 described[f"pg {setting}"] = str(row[0]) if row else "?"
     return described
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields), idle
+
+
+def background_cpu(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU busy over ``seconds`` while we run nothing (0..1)."""
+    try:
+        total0, idle0 = _cpu_ticks()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_ticks()
+    except OSError:
+        return 0.0
+    total = total1 - total0
+    return (total - (idle1 - idle0)) / total if total else 0.0
+
+
+def wait_until_quiet(threshold: float = 0.15, max_wait_s: float = 90.0) -> float:
+    """Wait (bounded) until other processes leave the CPU mostly idle: every figure here
+    assumes the load generator, the hub and PostgreSQL have the machine to themselves.
+    Returns the last background share measured; says so when it stays high."""
+    deadline = time.monotonic() + max_wait_s
+    busy = background_cpu()
+    while busy > threshold and time.monotonic() < deadline:
+        print(f"  (machine busy: {busy:.0%} CPU used by other processes; waiting)")
+        time.sleep(5)
+        busy = background_cpu()
+    if busy > threshold:
+        print(f"  WARNING: {busy:.0%} of the CPU is used by other processes; figures are low")
+    return busy
 
 
 def free_port() -> int:
@@ -162,14 +202,54 @@ def vacuum_analyze(conninfo: str) -> None:
 
 
 # -- synthetic data -----------------------------------------------------------------------
-_FAMILIES = (
-    "Martin Bernard Thomas Petit Robert Richard Durand Dubois Moreau Laurent Simon Michel "
-    "Lefebvre Leroy Roux David Bertrand Morel Fournier Girard Bonnet Dupont Lambert Fontaine"
-).split()
-_GIVEN = (
-    "Camille Louise Léa Emma Chloé Manon Inès Jade Lucas Hugo Louis Gabriel Arthur Jules "
-    "Nathan Léo Raphaël Adam Paul Théo"
-).split()
+_FAMILIES = [
+    "Martin",
+    "Bernard",
+    "Thomas",
+    "Petit",
+    "Robert",
+    "Richard",
+    "Durand",
+    "Dubois",
+    "Moreau",
+    "Laurent",
+    "Simon",
+    "Michel",
+    "Lefebvre",
+    "Leroy",
+    "Roux",
+    "David",
+    "Bertrand",
+    "Morel",
+    "Fournier",
+    "Girard",
+    "Bonnet",
+    "Dupont",
+    "Lambert",
+    "Fontaine",
+]
+_GIVEN = [
+    "Camille",
+    "Louise",
+    "Léa",
+    "Emma",
+    "Chloé",
+    "Manon",
+    "Inès",
+    "Jade",
+    "Lucas",
+    "Hugo",
+    "Louis",
+    "Gabriel",
+    "Arthur",
+    "Jules",
+    "Nathan",
+    "Léo",
+    "Raphaël",
+    "Adam",
+    "Paul",
+    "Théo",
+]
 _CITIES = (("Lyon", "69003"), ("Villeurbanne", "69100"), ("Vienne", "38200"), ("Bron", "69500"))
 
 
@@ -179,9 +259,7 @@ def synthetic_patient(number: int, rng: random.Random | None = None) -> dict[str
     city, postal = _CITIES[number % len(_CITIES)]
     return {
         "resourceType": "Patient",
-        "identifier": [
-            {"system": "urn:oid:1.2.250.1.999.1.1.1", "value": f"BENCH{number:010d}"}
-        ],
+        "identifier": [{"system": "urn:oid:1.2.250.1.999.1.1.1", "value": f"BENCH{number:010d}"}],
         "active": True,
         "name": [
             {
@@ -347,8 +425,21 @@ def profiling(hub: Hub, name: str, duration_s: float) -> Iterator[list[Path]]:
         outputs.append(output)
         processes.append(
             subprocess.Popen(
-                [tool, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
-                 "--duration", str(int(duration_s)), "--nonblocking", "-o", str(output)],
+                [
+                    tool,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--duration",
+                    str(int(duration_s)),
+                    "--nonblocking",
+                    "-o",
+                    str(output),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -440,6 +531,7 @@ def run_wrk(
     if not url.startswith("http://127.0.0.1:"):
         raise BenchError("load is only ever generated against 127.0.0.1")
     seconds = max(1, int(min(duration_s, MAX_DURATION_S)))
+    busy = 0.0 if label == "warm-up" else wait_until_quiet()
     command = [
         wrk,
         f"-t{threads}",
@@ -477,7 +569,12 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         max_ms=data["max_us"] / 1000,
         errors=errors,
-        notes={"wrk_errors": data["errors"], "connections": connections, "threads": threads},
+        notes={
+            "wrk_errors": data["errors"],
+            "connections": connections,
+            "threads": threads,
+            "background_cpu": busy,
+        },
     )
 
 
@@ -611,8 +708,11 @@ def sql_floor(
     the same operation in plain SQL through psycopg 3, for ``duration_s``. ``data_file``
     holds the ids to read or the JSON bodies to insert, one a line."""
     duration_s = min(duration_s, MAX_DURATION_S)
-    per_process = [tasks // processes + (1 if i < tasks % processes else 0) for i in range(processes)]
+    per_process = [
+        tasks // processes + (1 if i < tasks % processes else 0) for i in range(processes)
+    ]
     data = str(data_file) if data_file else ""
+    busy = wait_until_quiet()
     if processes == 1:
         outcomes = [_floor_process(conninfo, operation_name, tasks, duration_s, 1, data)]
     else:
@@ -631,6 +731,7 @@ def sql_floor(
         tasks=tasks,
         processes=processes,
         pool_size_per_process=POOL_SIZE,
+        background_cpu=busy,
     )
 
 

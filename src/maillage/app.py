@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 REQUESTS = Counter("maillage_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram("maillage_http_request_seconds", "HTTP request latency", ["method"])
+_REQUEST_COUNTERS: dict[tuple[str, int], Counter] = {}
+_LATENCY_HISTOGRAMS: dict[str, Histogram] = {}
 
 
 class MetricsMiddleware:
@@ -58,8 +60,16 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             method = scope["method"]
-            REQUESTS.labels(method, str(status_holder["status"])).inc()
-            LATENCY.labels(method).observe(time.perf_counter() - started)
+            status = status_holder["status"]
+            # labels() takes a lock and builds a key on every call: keep the children.
+            counter = _REQUEST_COUNTERS.get((method, status))
+            if counter is None:
+                counter = _REQUEST_COUNTERS[method, status] = REQUESTS.labels(method, str(status))
+            counter.inc()
+            histogram = _LATENCY_HISTOGRAMS.get(method)
+            if histogram is None:
+                histogram = _LATENCY_HISTOGRAMS[method] = LATENCY.labels(method)
+            histogram.observe(time.perf_counter() - started)
 
 
 class ReadByIdFastPath:

@@ -30,6 +30,8 @@ class SearchParam:
     # Per resource type, the compiled extraction; None when the expression is not
     # one the indexer can evaluate yet (the parameter is then not advertised).
     compiled: CompiledPath | None
+    # Composite parameters: (component definition url, expression relative to the element).
+    components: tuple[tuple[str, str], ...] = ()
 
     @property
     def indexed(self) -> bool:
@@ -131,6 +133,10 @@ def _compile_param(definition: dict[str, Any], resource_type: str) -> SearchPara
         expression=expression,
         targets=tuple(definition.get("target", ())),
         compiled=compiled,
+        components=tuple(
+            (component["definition"], component["expression"])
+            for component in definition.get("component", ())
+        ),
     )
 
 

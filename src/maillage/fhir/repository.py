@@ -149,8 +149,12 @@ class Repository:
     async def read(self, resource_type: str, resource_id: str) -> StoredResource:
         require_known_type(resource_type)
         self._authorize(Action.READ, resource_type)
-        async with self._single_statement() as conn:
-            found = await self._fetch(conn, resource_type, resource_id)
+        if self._conn is not None:
+            found = await self._fetch(self._conn, resource_type, resource_id)
+        else:
+            # The hottest path: one statement on a pooled connection in autocommit.
+            async with self.store.db.connection() as conn:
+                found = await self._fetch(conn, resource_type, resource_id)
         if found is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if found.deleted:
@@ -185,8 +189,16 @@ class Repository:
         return found
 
     async def search(
-        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool = False
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool = False,
+        compartment: tuple[str, str] | None = None,
     ) -> SearchPage:
+        """A search of one type (or of all, ``resource_type`` None), optionally within the
+        compartment ``(owner type, owner id)``. Chains, ``_has`` and includes reach other
+        types: each is authorised as a search of that type, and filtered in the SQL."""
         if resource_type is not None:
             require_known_type(resource_type)
         self._authorize(Action.SEARCH, resource_type or "*")
@@ -197,6 +209,8 @@ class Repository:
                 params,
                 strict=strict,
                 visible=lambda alias: self._visible(Action.SEARCH, alias),
+                authorize=lambda other_type: self._authorize(Action.SEARCH, other_type),
+                compartment=compartment,
             )
 
     async def history(
@@ -233,7 +247,10 @@ class Repository:
         resource = validate_resource(resource)
         resource_type = resource["resourceType"]
         self._authorize(Action.CREATE, resource_type, resource)
-        async with self._connection() as conn:
+        # An unconditional create is one statement (the resource and its index rows in one
+        # CTE), atomic on its own: no BEGIN/COMMIT round trips around it.
+        connection = self._connection() if if_none_exist else self._single_statement()
+        async with connection as conn:
             if if_none_exist:
                 match = await self._single_match(conn, resource_type, if_none_exist)
                 if match is not None:

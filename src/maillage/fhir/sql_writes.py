@@ -3,39 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 
 from maillage.fhir.indexing.values import IndexRows
 
-# Each index table gets its rows from parallel arrays; empty arrays insert nothing,
-# so one fixed statement (prepared once) serves every resource.
+# Each index table gets its rows from one JSON array of row arrays, unpacked by the server;
+# empty arrays insert nothing, so one fixed statement (prepared once) serves every resource.
+# (Passing them as 23 typed arrays made the driver inspect every element of every array:
+# ~0.3 ms per write, more than the validation.)
 _INDEX_INSERTS = """
   t AS (INSERT INTO sp_token (rid, resource_type, param, system, code, code_hash, system_code_hash)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(tk_param)s::text[], %(tk_system)s::text[], %(tk_code)s::text[],
-               %(tk_hash)s::bigint[], %(tk_shash)s::bigint[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint
+        FROM r, json_array_elements(%(tk)s::json) AS e),
   s AS (INSERT INTO sp_string (rid, resource_type, param, value_norm, value_exact)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(st_param)s::text[], %(st_norm)s::text[], %(st_exact)s::text[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2
+        FROM r, json_array_elements(%(st)s::json) AS e),
   d AS (INSERT INTO sp_date (rid, resource_type, param, low, high)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(dt_param)s::text[], %(dt_low)s::timestamptz[], %(dt_high)s::timestamptz[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, (e->>1)::timestamptz, (e->>2)::timestamptz
+        FROM r, json_array_elements(%(dt)s::json) AS e),
   n AS (INSERT INTO sp_number (rid, resource_type, param, value)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(nb_param)s::text[], %(nb_value)s::numeric[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, (e->>1)::numeric
+        FROM r, json_array_elements(%(nb)s::json) AS e),
   q AS (INSERT INTO sp_quantity (rid, resource_type, param, system, code, value)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(qt_param)s::text[], %(qt_system)s::text[], %(qt_code)s::text[],
-               %(qt_value)s::numeric[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, (e->>3)::numeric
+        FROM r, json_array_elements(%(qt)s::json) AS e),
   u AS (INSERT INTO sp_uri (rid, resource_type, param, uri)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(ur_param)s::text[], %(ur_uri)s::text[]) AS x),
+        SELECT r.rid, r.resource_type, e->>0, e->>1
+        FROM r, json_array_elements(%(ur)s::json) AS e),
   f AS (INSERT INTO sp_reference (rid, resource_type, param, target_type, target_id, target_url)
-        SELECT r.rid, r.resource_type, x.* FROM r,
-        unnest(%(rf_param)s::text[], %(rf_type)s::text[], %(rf_id)s::text[],
-               %(rf_url)s::text[]) AS x)
+        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, e->>3
+        FROM r, json_array_elements(%(rf)s::json) AS e)
 """
 
 _INSERT_RESOURCE = (
@@ -96,32 +97,28 @@ WHERE rid = %(rid)s
 )
 
 
-def index_parameters(rows: IndexRows) -> dict[str, list[Any]]:
-    """The parallel arrays the index inserts take."""
+def _exact_decimal(value: Any) -> str:
+    # Decimals go as JSON strings, so that the numeric cast keeps every digit.
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not an index value")
+
+
+def _rows_json(rows: list[Any]) -> str:
+    # datetimes come out as RFC 3339 with their offset, which timestamptz reads back.
+    return orjson.dumps(rows, default=_exact_decimal).decode()
+
+
+def index_parameters(rows: IndexRows) -> dict[str, str]:
+    """Each index table's rows as one JSON text parameter."""
     return {
-        "tk_param": [row[0] for row in rows.token],
-        "tk_system": [row[1] for row in rows.token],
-        "tk_code": [row[2] for row in rows.token],
-        "tk_hash": [row[3] for row in rows.token],
-        "tk_shash": [row[4] for row in rows.token],
-        "st_param": [row[0] for row in rows.string],
-        "st_norm": [row[1] for row in rows.string],
-        "st_exact": [row[2] for row in rows.string],
-        "dt_param": [row[0] for row in rows.date],
-        "dt_low": [row[1] for row in rows.date],
-        "dt_high": [row[2] for row in rows.date],
-        "nb_param": [row[0] for row in rows.number],
-        "nb_value": [row[1] for row in rows.number],
-        "qt_param": [row[0] for row in rows.quantity],
-        "qt_system": [row[1] for row in rows.quantity],
-        "qt_code": [row[2] for row in rows.quantity],
-        "qt_value": [row[3] for row in rows.quantity],
-        "ur_param": [row[0] for row in rows.uri],
-        "ur_uri": [row[1] for row in rows.uri],
-        "rf_param": [row[0] for row in rows.reference],
-        "rf_type": [row[1] for row in rows.reference],
-        "rf_id": [row[2] for row in rows.reference],
-        "rf_url": [row[3] for row in rows.reference],
+        "tk": _rows_json(rows.token),
+        "st": _rows_json(rows.string),
+        "dt": _rows_json(rows.date),
+        "nb": _rows_json(rows.number),
+        "qt": _rows_json(rows.quantity),
+        "ur": _rows_json(rows.uri),
+        "rf": _rows_json(rows.reference),
     }
 
 

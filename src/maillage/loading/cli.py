@@ -40,7 +40,9 @@ def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
         f"files: {report.files}  loaded: {report.loaded} "
         f"(created {report.created}, updated {report.updated})  "
         f"unchanged: {report.unchanged}  rejected: {len(report.rejected)}  "
-        f"time: {report.seconds:.1f} s  rate: {report.rate:,.0f} resources/s",
+        f"time: {report.seconds:.1f} s (writing {report.writing_seconds:.1f} s, waiting for "
+        f"validation and indexing {report.preparing_seconds:.1f} s)  "
+        f"rate: {report.rate:,.0f} resources/s",
         highlight=False,
         soft_wrap=True,
     )

@@ -9,6 +9,7 @@ format, so that the process that talks to the database only streams bytes.
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,8 @@ from typing import Any
 import orjson
 
 from maillage.errors import MaillageError
+from maillage.fhir import validation
+from maillage.fhir.definitions import resource_types, search_params
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.indexing.values import IndexRows
 from maillage.fhir.repository import check_id, content_hash, now_instant, stamp_meta
@@ -24,8 +27,9 @@ from maillage.fhir.validation import validate_resource
 from maillage.loading.readers import Item
 from maillage.security import AccessPolicy, Action, AllowAll, RequestContext
 
-# Columns of the COPY into the staging table (one row per resource).
-RESOURCE_COLUMNS = "seq, resource_type, id, method, last_updated, content, content_hash"
+# Columns of a prepared resource row; the writer puts the seq (staging) or the rid,
+# version and deleted flag (straight into ``resource``) in front.
+RESOURCE_COLUMNS = "resource_type, id, method, last_updated, content, content_hash"
 # Columns of the COPY straight into each index table; the writer puts the rid in front.
 INDEX_COLUMNS: dict[str, str] = {
     "sp_token": "rid, resource_type, param, system, code, code_hash, system_code_hash",
@@ -52,13 +56,16 @@ class Rejection:
 class PreparedChunk:
     """COPY text for one chunk; ``seq`` numbers the chunk's resources from 0.
 
-    ``resources`` holds one staging row per resource. ``index`` holds, per index table
-    and per seq, that resource's index rows without their ``rid`` (each line starts
-    with a tab): the writer prefixes the rid once the merge has given one.
+    ``resources`` holds, per seq, the resource's row (``RESOURCE_COLUMNS``, starting
+    with a tab). ``index`` holds, per index table and per seq, that resource's index
+    rows without their ``rid`` (each line starting with a tab). The writer puts the
+    seq or the rid in front once it knows them.
     """
 
     count: int = 0
-    resources: bytes = b""
+    resources: list[bytes] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     index: dict[str, list[bytes]] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
     # Items whose (type, id) already appears earlier in the chunk: written after it.
@@ -71,10 +78,30 @@ _policy: AccessPolicy = AllowAll()
 _ctx: RequestContext = RequestContext.system("loader")
 
 
+def warm_up() -> None:
+    """Load the definitions and compile the validation rules that validation and indexing
+    use, before forking workers: they inherit them instead of each building its own."""
+    resource_types()
+    search_params()
+    validation.warm_up()
+
+
 def configure_worker(policy: AccessPolicy, ctx: RequestContext) -> None:
-    """Pool initializer: the access decision point and context the worker answers to."""
+    """The access decision point and context preparation answers to (in this process)."""
     global _policy, _ctx
     _policy, _ctx = policy, ctx
+
+
+# Workers run at a lower priority: the single database session that writes the chunks is
+# the serial part of a load, so it gets the CPU first and the workers use the rest.
+WORKER_NICENESS = 5
+
+
+def start_worker(policy: AccessPolicy, ctx: RequestContext) -> None:
+    """Pool initializer of a worker process."""
+    configure_worker(policy, ctx)
+    if WORKER_NICENESS and hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
 
 
 def _text(value: str | None) -> str:
@@ -153,7 +180,6 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
     moment = now_instant()
     moment_text = moment.isoformat().encode()
     index: dict[str, list[bytes]] = {table: [] for table in INDEX_COLUMNS}
-    resource_lines: list[bytes] = []
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(items):
         try:
@@ -180,13 +206,13 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
             )
             continue
         seen.add(key)
-        seq = chunk.count
         chunk.count += 1
         chunk.sources.append(position)
-        resource_lines.append(
-            b"%d\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
+        chunk.types.append(key[0])
+        chunk.ids.append(key[1])
+        chunk.resources.append(
+            b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
             % (
-                seq,
                 _text(key[0]).encode(),
                 _text(key[1]).encode(),
                 method.encode(),
@@ -198,6 +224,5 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
         blocks = _index_blocks(key[0], rows)
         for table, lines in index.items():
             lines.append(blocks.get(table, b""))
-    chunk.resources = b"".join(resource_lines)
     chunk.index = {table: lines for table, lines in index.items() if any(lines)}
     return chunk

@@ -79,10 +79,11 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _open(path: Path) -> IO[bytes]:
+def _read_all(path: Path) -> bytes:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")
-    return path.open("rb")
+        with gzip.open(path, "rb") as compressed:
+            return compressed.read()
+    return path.read_bytes()
 
 
 class ProgressTracker:
@@ -96,7 +97,9 @@ def read_ndjson(path: Path, tracker: ProgressTracker | None = None) -> Iterator[
     """One item per non-blank line, streamed."""
     name = str(path)
     with path.open("rb") as raw_file:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw_file) if name.endswith(".gz") else raw_file
+        stream: IO[bytes] = raw_file
+        if name.lower().endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=raw_file)  # type: ignore[assignment]
         start = raw_file.tell()
         for number, line in enumerate(stream, start=1):
             if tracker is not None:
@@ -110,8 +113,7 @@ def read_ndjson(path: Path, tracker: ProgressTracker | None = None) -> Iterator[
 def read_bundle(path: Path) -> Iterator[Item | Problem]:
     """The entries' resources of a Bundle JSON file (or the single resource it holds)."""
     name = str(path)
-    with _open(path) as stream:
-        data = stream.read()
+    data = _read_all(path)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -139,12 +141,12 @@ def bundle_items(bundle: dict[str, Any], name: str) -> Iterator[Item | Problem]:
             yield Problem(name, 1, "Bundle entry is not an object", entry=index)
             continue
         resource = entry.get("resource")
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-        method = str(request.get("method", "")).upper()
-        search = entry.get("search") if isinstance(entry.get("search"), dict) else {}
+        request = entry.get("request")
+        method = str(request.get("method", "")).upper() if isinstance(request, dict) else ""
+        search = entry.get("search")
         if resource is None or method in ("DELETE", "GET", "HEAD"):
             continue
-        if search.get("mode") == "outcome":
+        if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             yield Problem(name, 1, "entry.resource is not a FHIR resource", entry=index)

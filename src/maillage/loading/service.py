@@ -14,6 +14,8 @@ written (earlier chunks stay committed).
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
 import multiprocessing
 import os
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -35,12 +38,30 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from maillage.loading.prepare import PreparedChunk, Rejection, configure_worker, prepare_chunk
+from maillage.loading.prepare import (
+    PreparedChunk,
+    Rejection,
+    configure_worker,
+    prepare_chunk,
+    start_worker,
+    warm_up,
+)
 from maillage.loading.readers import Item, Problem, ProgressTracker, expand_paths, read_file
-from maillage.loading.writer import ChunkResult, clear_staging, create_staging, write_chunk
+from maillage.loading.writer import (
+    ChunkResult,
+    clear_staging,
+    create_staging,
+    flush,
+    write_chunk,
+)
 from maillage.security import AccessPolicy, AllowAll, RequestContext
 
 log = logging.getLogger(__name__)
+
+# A chunk (one transaction, one unit of work for a worker) ends at ``chunk_size``
+# resources or at this many bytes of NDJSON, whichever comes first: memory in flight
+# then stays bounded (about 25 MB per chunk at most) even with large resources.
+MAX_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,10 @@ class LoadReport:
     created: int = 0
     updated: int = 0
     seconds: float = 0.0
+    # Where the time went: waiting for chunks to be read and prepared (validation,
+    # indexing), and writing them (COPY and merge in PostgreSQL).
+    preparing_seconds: float = 0.0
+    writing_seconds: float = 0.0
     # True when ``strict`` stopped the load at a bad chunk.
     stopped: bool = False
 
@@ -105,7 +130,10 @@ def _rejected(found: Rejection | Problem) -> RejectedLine:
 
 
 def _default_workers() -> int:
-    return min(len(os.sched_getaffinity(0)), 4)
+    """One worker per available core (at most 4): preparation is CPU-bound."""
+    if hasattr(os, "sched_getaffinity"):
+        return min(len(os.sched_getaffinity(0)), 4)
+    return min(os.cpu_count() or 1, 4)
 
 
 class BulkLoader:
@@ -159,6 +187,7 @@ class BulkLoader:
                 TextColumn("{task.fields[resources]:,} resources"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=False,
             ) as bar:
                 task = bar.add_task("load", total=total, resources=0)
@@ -177,14 +206,17 @@ class BulkLoader:
     ) -> Iterator[_Chunk]:
         batch: list[Item] = []
         problems: list[Problem] = []
+        size = 0
         for found in items:
             if isinstance(found, Problem):
                 problems.append(found)
                 continue
             batch.append(found)
-            if len(batch) >= self.chunk_size:
+            if isinstance(found.raw, bytes):
+                size += len(found.raw)
+            if len(batch) >= self.chunk_size or size >= MAX_CHUNK_BYTES:
                 yield _Chunk(batch, problems, tracker.consumed if tracker else 0)
-                batch, problems = [], []
+                batch, problems, size = [], [], 0
         if batch or problems:
             yield _Chunk(batch, problems, tracker.consumed if tracker else 0)
 
@@ -193,8 +225,9 @@ class BulkLoader:
         return self.workers >= 1 and "fork" in multiprocessing.get_all_start_methods()
 
     def _prepared(self, chunks: Iterator[_Chunk]) -> Iterator[tuple[_Chunk, PreparedChunk]]:
-        """Chunks with their preparation, in input order. The first chunk is prepared
-        inline; a process pool starts only if there is a second one."""
+        """Chunks with their preparation, in input order. A load of one chunk is prepared
+        here; a bigger one in a pool of worker processes, at most ``workers + 1`` chunks
+        in flight (memory stays bounded whatever the input size)."""
         first = next(chunks, None)
         if first is None:
             return
@@ -206,23 +239,22 @@ class BulkLoader:
             for chunk in chunks:
                 yield chunk, prepare_chunk(chunk.items)
             return
-        # Workers are forked once the definitions are loaded (the first chunk was
-        # prepared here), so they start warm and share those pages with this process.
+        # Workers are forked once the definitions are loaded, so they start warm and
+        # share those pages with this process; frozen objects are not touched by the
+        # collector, which keeps the shared pages shared.
+        warm_up()
+        gc.freeze()
         pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("fork"),
-            initializer=configure_worker,
+            initializer=start_worker,
             initargs=(self.policy, self.ctx),
         )
         try:
-            prepared_first = prepare_chunk(first.items)
             pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
-            pending.append((second, pool.submit(prepare_chunk, second.items)))
-            yield first, prepared_first
-            depth = self.workers * 2
-            for chunk in chunks:
+            for chunk in itertools.chain((first, second), chunks):
                 pending.append((chunk, pool.submit(prepare_chunk, chunk.items)))
-                if len(pending) >= depth:
+                if len(pending) > self.workers:
                     done, future = pending.popleft()
                     yield done, future.result()
             while pending:
@@ -230,6 +262,7 @@ class BulkLoader:
                 yield done, future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            gc.unfreeze()
 
     def _run(
         self,
@@ -245,12 +278,22 @@ class BulkLoader:
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
             create_staging(conn)
             try:
-                for chunk, prepared in self._prepared(self._chunks(items, tracker)):
+                pipeline = self._prepared(self._chunks(items, tracker))
+                while True:
+                    waited = time.perf_counter()
+                    next_chunk = next(pipeline, None)
+                    writing = time.perf_counter()
+                    report.preparing_seconds += writing - waited
+                    if next_chunk is None:
+                        break
+                    chunk, prepared = next_chunk
                     self._write(conn, chunk, prepared, report, strict=strict)
+                    report.writing_seconds += time.perf_counter() - writing
                     if progress is not None:
                         progress(chunk.consumed, report.processed)
             except _StrictStop:
                 report.stopped = True
+            flush(conn)
         report.seconds = time.perf_counter() - started
         log.info(
             "bulk load: %d loaded, %d unchanged, %d rejected in %.1f s",
@@ -298,9 +341,9 @@ class BulkLoader:
         try:
             with conn.transaction():
                 result = write_chunk(conn, prepared)
-        except psycopg.OperationalError:
-            raise
         except psycopg.Error:
+            if conn.broken or conn.closed:
+                raise
             log.warning("a chunk was refused by the database; locating the offending items")
             return self._locate(conn, items, report, strict=strict)
         report.add(result)
@@ -315,6 +358,7 @@ class BulkLoader:
         the items the database refuses; with ``strict`` nothing of the chunk is kept."""
         later: list[Item] = []
         refused: list[RejectedLine] = []
+        written: list[ChunkResult] = []
         with conn.transaction() as outer:
             for item in items:
                 prepared = prepare_chunk([item])
@@ -322,14 +366,14 @@ class BulkLoader:
                     with conn.transaction():
                         clear_staging(conn)
                         result = write_chunk(conn, prepared)
-                except psycopg.OperationalError:
-                    raise
                 except psycopg.Error as error:
+                    if conn.broken or conn.closed:
+                        raise
                     refused.append(
                         RejectedLine(item.file, item.line, _db_message(error), item.entry)
                     )
                     continue
-                report.add(result)
+                written.append(result)
                 later.extend(prepared.deferred)
                 later.extend(item for _ in result.missing)
             if strict and refused:
@@ -337,6 +381,8 @@ class BulkLoader:
         report.rejected.extend(refused)
         if strict and refused:
             raise _StrictStop
+        for result in written:
+            report.add(result)
         return later
 
 

@@ -12,6 +12,7 @@ its version increased, with ``meta.versionId`` set to match.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -92,8 +93,21 @@ class ChunkResult:
 
 
 def create_staging(conn: psycopg.Connection) -> None:
+    """Create the staging tables of this session. Chunks then commit without waiting for
+    their WAL to reach the disk (``synchronous_commit = off``); ``flush`` waits for all of
+    it at the end, so a load reported as done is durable."""
     with conn.transaction():
         conn.execute(_CREATE_STAGING)
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
+
+
+def flush(conn: psycopg.Connection) -> None:
+    """Wait until every chunk committed so far is on disk: a synchronous commit of a
+    transaction with an id flushes the WAL up to its own commit record."""
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute("SELECT txid_current()")
 
 
 def clear_staging(conn: psycopg.Connection) -> None:
@@ -102,37 +116,77 @@ def clear_staging(conn: psycopg.Connection) -> None:
 
 
 def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
-    """COPY and merge one prepared chunk; the caller holds the transaction."""
+    """COPY and merge one prepared chunk; the caller holds the transaction.
+
+    When none of the chunk's (type, id) is stored yet (a first load), the rows go
+    straight into ``resource`` with rids taken from its identity sequence: no staging,
+    no merge. Otherwise, or if another writer creates one of them meanwhile, the chunk
+    goes through the staging table and the merge.
+    """
     if chunk.count == 0:
         return ChunkResult(0, 0, 0, [])
     with conn.cursor() as cursor:
-        with cursor.copy(f"COPY load_resource ({RESOURCE_COLUMNS}) FROM STDIN") as copy:
-            copy.write(chunk.resources)
-        cursor.execute(_MATCH_EXISTING)
+        cursor.execute(_ANY_STORED, (chunk.types, chunk.ids))
+        if cursor.fetchone() is None:
+            try:
+                with conn.transaction():
+                    return _insert_all(cursor, chunk)
+            except psycopg.errors.UniqueViolation:
+                pass  # created meanwhile by another writer: merge instead
+        return _merge(cursor, chunk)
+
+
+_ANY_STORED = """
+SELECT 1 FROM unnest(%s::text[], %s::text[]) AS k(resource_type, id)
+JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id
+LIMIT 1
+"""
+_NEXT_RIDS = "SELECT nextval(pg_get_serial_sequence('resource', 'rid')) FROM generate_series(1, %s)"
+
+
+def _insert_all(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
+    cursor.execute(_NEXT_RIDS, (chunk.count,))
+    rids = [str(row[0]).encode() for row in cursor.fetchall()]
+    data = b"".join(rid + b"\t1\tf" + row for rid, row in zip(rids, chunk.resources, strict=True))
+    statement = f"COPY resource (rid, version_id, deleted, {RESOURCE_COLUMNS}) FROM STDIN"
+    with cursor.copy(statement) as copy:
+        copy.write(data)
+    _copy_index(cursor, chunk, dict(enumerate(rids)))
+    return ChunkResult(chunk.count, 0, 0, [])
+
+
+def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
+    data = b"".join(b"%d" % seq + row for seq, row in enumerate(chunk.resources))
+    with cursor.copy(f"COPY load_resource (seq, {RESOURCE_COLUMNS}) FROM STDIN") as copy:
+        copy.write(data)
+    cursor.execute(_MATCH_EXISTING)
+    if cursor.rowcount:
+        cursor.execute(_ARCHIVE_CHANGED)
         if cursor.rowcount:
-            cursor.execute(_ARCHIVE_CHANGED)
-            if cursor.rowcount:
-                for statement in _DELETE_INDEX:
-                    cursor.execute(statement)
-                cursor.execute(_UPDATE_CHANGED)
-        cursor.execute(_INSERT_NEW)
-        cursor.execute(_WRITTEN)
-        rids = {int(seq): str(rid).encode() for seq, rid in cursor.fetchall()}
-        for table, blocks in chunk.index.items():
-            data = _with_rids(blocks, rids)
-            if data:
-                with cursor.copy(f"COPY {table} ({INDEX_COLUMNS[table]}) FROM STDIN") as copy:
-                    copy.write(data)
-        cursor.execute("SELECT action::text, count(*) FROM load_match GROUP BY action")
-        counts = {str(action): int(number) for action, number in cursor.fetchall()}
-        missing: list[int] = []
-        if sum(counts.values()) != chunk.count:
-            cursor.execute(
-                "SELECT seq FROM load_resource s"
-                " WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.seq = s.seq) ORDER BY seq"
-            )
-            missing = [int(row[0]) for row in cursor.fetchall()]
+            for statement in _DELETE_INDEX:
+                cursor.execute(statement)
+            cursor.execute(_UPDATE_CHANGED)
+    cursor.execute(_INSERT_NEW)
+    cursor.execute(_WRITTEN)
+    _copy_index(cursor, chunk, {int(seq): str(rid).encode() for seq, rid in cursor.fetchall()})
+    cursor.execute("SELECT action::text, count(*) FROM load_match GROUP BY action")
+    counts = {str(action): int(number) for action, number in cursor.fetchall()}
+    missing: list[int] = []
+    if sum(counts.values()) != chunk.count:
+        cursor.execute(
+            "SELECT seq FROM load_resource s"
+            " WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.seq = s.seq) ORDER BY seq"
+        )
+        missing = [int(row[0]) for row in cursor.fetchall()]
     return ChunkResult(counts.get("n", 0), counts.get("c", 0), counts.get("u", 0), missing)
+
+
+def _copy_index(cursor: psycopg.Cursor[Any], chunk: PreparedChunk, rids: dict[int, bytes]) -> None:
+    for table, blocks in chunk.index.items():
+        data = _with_rids(blocks, rids)
+        if data:
+            with cursor.copy(f"COPY {table} ({INDEX_COLUMNS[table]}) FROM STDIN") as copy:
+                copy.write(data)
 
 
 def _with_rids(blocks: list[bytes], rids: dict[int, bytes]) -> bytes:

@@ -89,6 +89,7 @@ class FhirApi:
             (f"/{TYPE}/{ID}", self.instance, ["GET", "PUT", "PATCH", "DELETE"]),
             (f"/{TYPE}/{ID}/_history", self.instance_history, ["GET"]),
             (f"/{TYPE}/{ID}/_history/{{vid}}", self.vread, ["GET"]),
+            (f"/{TYPE}/{ID}/{{compartment:fhir_type}}", self.compartment_search, ["GET"]),
         ]
         return [
             Route(prefix + path, e(handler), methods=methods) for path, handler, methods in table
@@ -100,7 +101,7 @@ class FhirApi:
 
     async def system(self, request: Request) -> Response:
         if request.method in _READS:
-            raise InvalidRequest("whole-system search is not supported yet; search one type")
+            return await self._search(request, None, req.query_params(request))
         bundle = await req.json_body(request, self.max_body)
         processor = BundleProcessor(
             self.repo(request),
@@ -156,13 +157,31 @@ class FhirApi:
         params = req.query_params(request) + parse_qsl(body.decode(), keep_blank_values=True)
         return await self._search(request, request.path_params["type"], params)
 
+    async def compartment_search(self, request: Request) -> Response:
+        p = request.path_params
+        return await self._search(
+            request,
+            p["compartment"],
+            req.query_params(request),
+            compartment=(p["type"], p["id"]),
+        )
+
     async def _search(
-        self, request: Request, resource_type: str, params: list[tuple[str, str]]
+        self,
+        request: Request,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        compartment: tuple[str, str] | None = None,
     ) -> Response:
         strict = req.preferences(request).handling == "strict"
-        page = await self.repo(request).search(resource_type, params, strict=strict)
+        page = await self.repo(request).search(
+            resource_type, params, strict=strict, compartment=compartment
+        )
         base = self.base_url(request)
-        bundle = bundling.searchset(page, base_url=base, self_url=f"{base}/{resource_type}")
+        path = "/".join([*(compartment or ()), resource_type or ""]).rstrip("/")
+        self_url = f"{base}/{path}" if path else base
+        bundle = bundling.searchset(page, base_url=base, self_url=self_url)
         return fhir_response(bundle, pretty=_pretty(request))
 
     # -- instance level ----------------------------------------------------------------

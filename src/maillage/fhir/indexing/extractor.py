@@ -19,9 +19,11 @@ from maillage.fhir.indexing.values import (
     add_token,
     dates_of,
     decimal_of,
+    identifier_types,
     normalized,
     references_of,
     strings_of,
+    token_texts,
     tokens_of,
 )
 
@@ -41,9 +43,7 @@ def _plan(resource_type: str) -> _Plan:
 def _choice_prefixes(keys: tuple[str, ...]) -> frozenset[str]:
     """Every ``name`` for which some key is ``name`` + an upper-case type (``valueQuantity``
     -> ``value``), i.e. the choice elements a key can stand for."""
-    return frozenset(
-        key[:cut] for key in keys for cut in range(1, len(key)) if key[cut].isupper()
-    )
+    return frozenset(key[:cut] for key in keys for cut in range(1, len(key)) if key[cut].isupper())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -80,6 +80,11 @@ def _extract_param(
         for node in nodes:
             for system, token in tokens_of(node):
                 add_token(rows, resource_type, code, system, token)
+            # derived keys for :text and :of-type (see maillage.fhir.search.conditions)
+            for text in token_texts(node):
+                rows.string.append((f"{code}:text", *normalized(text)))
+            for system, typed_value in identifier_types(node):
+                add_token(rows, resource_type, f"{code}:of-type", system, typed_value)
     elif kind == "string":
         for node in nodes:
             for text in strings_of(node):

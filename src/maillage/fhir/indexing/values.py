@@ -61,6 +61,37 @@ def tokens_of(node: Node) -> Iterator[tuple[str | None, str | None]]:
             yield (None if system in _CONTACT_SYSTEMS else system), value["value"]
 
 
+def token_texts(node: Node) -> Iterator[str]:
+    """Texts a token's ``:text`` search reads: CodeableConcept.text, Coding.display,
+    Identifier.type.text (indexed as strings under ``<param>:text``)."""
+    value = node.value
+    if not isinstance(value, dict):
+        return
+    concept = value.get("type") if "value" in value and "coding" not in value else value
+    if not isinstance(concept, dict):
+        return
+    if isinstance(concept.get("text"), str):
+        yield concept["text"]
+    codings = concept.get("coding")
+    for coding in codings if isinstance(codings, list) else [concept]:
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+            yield coding["display"]
+
+
+def identifier_types(node: Node) -> Iterator[tuple[str | None, str]]:
+    """(type system, "<type code>|<value>") of an Identifier with a coded type, for
+    ``:of-type`` (indexed as tokens under ``<param>:of-type``)."""
+    value = node.value
+    if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+        return
+    kind = value.get("type")
+    if not isinstance(kind, dict):
+        return
+    for coding in kind.get("coding", []):
+        if isinstance(coding, dict) and coding.get("code"):
+            yield coding.get("system"), f"{coding['code']}|{value['value']}"
+
+
 _CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")

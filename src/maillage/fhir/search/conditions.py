@@ -1,24 +1,30 @@
-"""One search parameter value -> one SQL condition over the ``resource`` row ``r``.
+"""One search parameter value -> one SQL condition over a ``resource`` row.
 
-Each typed index table is reached through ``r.rid IN (SELECT rid FROM sp_x ...)``,
-so PostgreSQL can drive the query from whichever side is more selective.
+The row is named by ``alias`` (``r`` for the searched resource; chains and ``_has``
+name their own rows). Each typed index table is reached through
+``alias.rid IN (SELECT rid FROM sp_x ...)``, so PostgreSQL can drive the query from
+whichever side is more selective.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from psycopg import sql
 
 from maillage.errors import InvalidRequest
-from maillage.fhir.definitions import SearchParam
 from maillage.fhir.indexing.normalize import date_range, normalize_string, token_hash
 from maillage.fhir.indexing.values import split_reference
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[\d-])")
+# Derived index keys: token display texts live in sp_string under "<param>:text", and
+# identifier types in sp_token under "<param>:of-type" (code = "<type code>|<value>").
+TEXT_SUFFIX = ":text"
+OF_TYPE_SUFFIX = ":of-type"
 
 Condition = sql.Composable
 
@@ -28,21 +34,43 @@ def split_prefix(value: str) -> tuple[str, str]:
     return (match[1], value[2:]) if match else ("eq", value)
 
 
-def _in_index(table: str, resource_type: str, param: str, where: sql.Composable) -> Condition:
+def in_index(
+    table: str,
+    resource_type: str | None,
+    param: str,
+    where: sql.Composable,
+    alias: str = "r",
+) -> Condition:
+    """``alias`` has an index row of ``param`` in ``table`` meeting ``where`` (over ``x``).
+
+    ``resource_type`` None: rows of any type (whole-system search on common parameters).
+    """
+    type_filter: sql.Composable = (
+        sql.SQL("x.resource_type = {} AND ").format(sql.Literal(resource_type))
+        if resource_type is not None
+        else sql.SQL("")
+    )
     return sql.SQL(
-        "r.rid IN (SELECT x.rid FROM {table} x WHERE x.resource_type = {rtype}"
-        " AND x.param = {param} AND {where})"
+        "{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {type_filter}"
+        "x.param = {param} AND {where})"
     ).format(
+        alias=sql.Identifier(alias),
         table=sql.Identifier(table),
-        rtype=sql.Literal(resource_type),
+        type_filter=type_filter,
         param=sql.Literal(param),
         where=where,
     )
 
 
-def missing(table: str, resource_type: str, param: str, is_missing: bool) -> Condition:
-    present = _in_index(table, resource_type, param, sql.SQL("TRUE"))
-    return sql.SQL("NOT ({})").format(present) if is_missing else present
+def negate(condition: Condition) -> Condition:
+    return sql.SQL("NOT ({})").format(condition)
+
+
+def missing(
+    table: str, resource_type: str | None, param: str, is_missing: bool, alias: str = "r"
+) -> Condition:
+    present = in_index(table, resource_type, param, sql.SQL("TRUE"), alias)
+    return negate(present) if is_missing else present
 
 
 def range_compare(
@@ -71,55 +99,98 @@ def parse_date(value: str) -> tuple[datetime, datetime]:
     return bounds
 
 
-def date_condition(resource_type: str, param: SearchParam, value: str) -> Condition:
+def date_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
     prefix, raw = split_prefix(value)
     low, high = parse_date(raw)
     where = range_compare(prefix, sql.SQL("x.low"), sql.SQL("x.high"), low, high)
-    return _in_index("sp_date", resource_type, param.code, where)
+    return in_index("sp_date", resource_type, code, where, alias)
 
 
-def last_updated_condition(value: str) -> Condition:
+def last_updated_condition(value: str, alias: str = "r") -> Condition:
     prefix, raw = split_prefix(value)
     low, high = parse_date(raw)
-    column = sql.SQL("r.last_updated")
+    column = sql.SQL("{}.last_updated").format(sql.Identifier(alias))
     return range_compare(prefix, column, column, low, high)
 
 
+def id_condition(values: list[str], alias: str = "r") -> Condition:
+    return sql.SQL("{}.id = ANY({})").format(sql.Identifier(alias), sql.Literal(values))
+
+
+def like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def string_condition(
-    resource_type: str, param: SearchParam, value: str, modifier: str | None
+    resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
     if modifier == "exact":
         where: sql.Composable = sql.SQL("x.value_exact = {}").format(sql.Literal(value))
     else:
-        norm = normalize_string(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        norm = like_escape(normalize_string(value))
         pattern = f"%{norm}%" if modifier == "contains" else f"{norm}%"
         where = sql.SQL("x.value_norm LIKE {}").format(sql.Literal(pattern))
-    return _in_index("sp_string", resource_type, param.code, where)
+    return in_index("sp_string", resource_type, code, where, alias)
+
+
+def token_text_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
+    """``:text``: starts-with (case/accent-insensitive) on CodeableConcept.text, Coding.display
+    or Identifier.type.text, indexed under ``<code>:text``."""
+    return string_condition(resource_type, code + TEXT_SUFFIX, value, None, alias)
+
+
+def token_where(
+    resource_types: Sequence[str], code: str, value: str
+) -> tuple[sql.Composable, bool]:
+    """The ``x`` condition of a token value over the hashes of every type given; and
+    whether it needs the rows' type filtered (no: hashes already carry the type)."""
+    if "|" in value:
+        system, token = value.split("|", 1)
+        if token == "":
+            return sql.SQL("x.system = {}").format(sql.Literal(system)), True
+        hashes = [token_hash(t, code, system or None, token) for t in resource_types]
+        column = sql.SQL("x.system_code_hash")
+    else:
+        hashes = [token_hash(t, code, value) for t in resource_types]
+        column = sql.SQL("x.code_hash")
+    if len(hashes) == 1:
+        return sql.SQL("{} = {}").format(column, sql.Literal(hashes[0])), False
+    return sql.SQL("{} = ANY({})").format(column, sql.Literal(hashes)), False
 
 
 def token_condition(
-    resource_type: str, param: SearchParam, value: str, modifier: str | None
+    resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
-    if "|" in value:
-        system, code = value.split("|", 1)
-        if code == "":
-            where: sql.Composable = sql.SQL("x.system = {}").format(sql.Literal(system))
-        else:
-            hashed = token_hash(resource_type, param.code, system or None, code)
-            where = sql.SQL("x.system_code_hash = {}").format(sql.Literal(hashed))
-    else:
-        hashed = token_hash(resource_type, param.code, value)
-        where = sql.SQL("x.code_hash = {}").format(sql.Literal(hashed))
-    condition = _in_index("sp_token", resource_type, param.code, where)
-    return sql.SQL("NOT ({})").format(condition) if modifier == "not" else condition
+    where, _ = token_where([resource_type], code, value)
+    condition = in_index("sp_token", resource_type, code, where, alias)
+    return negate(condition) if modifier == "not" else condition
+
+
+def of_type_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
+    """``identifier:of-type=<type system>|<type code>|<value>``."""
+    parts = value.split("|")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise InvalidRequest(":of-type takes system|code|value (the type's system and code)")
+    system, type_code, identifier_value = parts
+    hashed = token_hash(
+        resource_type, code + OF_TYPE_SUFFIX, system or None, f"{type_code}|{identifier_value}"
+    )
+    where = sql.SQL("x.system_code_hash = {}").format(sql.Literal(hashed))
+    return in_index("sp_token", resource_type, code + OF_TYPE_SUFFIX, where, alias)
 
 
 def reference_condition(
-    resource_type: str, param: SearchParam, value: str, modifier: str | None
+    resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
     if modifier == "identifier":
-        where: sql.Composable = sql.SQL("x.target_url = {}").format(sql.Literal(value))
-        return _in_index("sp_reference", resource_type, param.code, where)
+        if "|" not in value:
+            # identifier values are indexed as system|value; a bare value matches any system
+            where: sql.Composable = sql.SQL("x.target_url LIKE {}").format(
+                sql.Literal("%|" + like_escape(value))
+            )
+        else:
+            where = sql.SQL("x.target_url = {}").format(sql.Literal(value))
+        return in_index("sp_reference", resource_type, code, where, alias)
     target_type, target_id, url = split_reference(value)
     if modifier and modifier[:1].isupper():
         target_type, target_id = modifier, value if target_id is None else target_id
@@ -131,55 +202,67 @@ def reference_condition(
             where = sql.SQL("{} AND x.target_type = {}").format(where, sql.Literal(target_type))
     else:
         where = sql.SQL("x.target_url = {}").format(sql.Literal(url))
-    return _in_index("sp_reference", resource_type, param.code, where)
+    return in_index("sp_reference", resource_type, code, where, alias)
 
 
 def uri_condition(
-    resource_type: str, param: SearchParam, value: str, modifier: str | None
+    resource_type: str | None, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
     literal = sql.Literal(value)
     if modifier == "below":
-        escaped = value.replace("%", "\\%").replace("_", "\\_")
-        where: sql.Composable = sql.SQL("x.uri LIKE {}").format(sql.Literal(escaped + "%"))
+        where: sql.Composable = sql.SQL("x.uri LIKE {}").format(
+            sql.Literal(like_escape(value) + "%")
+        )
     elif modifier == "above":
-        where = sql.SQL("{} LIKE x.uri || '%'").format(literal)
+        # the stored uri is a prefix of the value searched
+        where = sql.SQL("x.uri = left({}, length(x.uri))").format(literal)
     else:
         where = sql.SQL("x.uri = {}").format(literal)
-    return _in_index("sp_uri", resource_type, param.code, where)
+    return in_index("sp_uri", resource_type, code, where, alias)
 
 
-def _decimal(raw: str) -> Decimal:
+def decimal(raw: str) -> Decimal:
     try:
-        return Decimal(raw)
+        number = Decimal(raw)
     except InvalidOperation as error:
         raise InvalidRequest(f"{raw!r} is not a number") from error
+    if not number.is_finite():
+        raise InvalidRequest(f"{raw!r} is not a number")
+    return number
 
 
-def _precision_range(number: Decimal) -> tuple[Decimal, Decimal]:
+def precision_range(number: Decimal) -> tuple[Decimal, Decimal]:
     """The implicit range of a number by its significant digits (FHIR: 100 = [99.5, 100.5))."""
     exponent = number.as_tuple().exponent
     half = Decimal(5) * Decimal(10) ** (int(exponent) - 1) if isinstance(exponent, int) else 0
     return number - half, number + half
 
 
-def number_condition(resource_type: str, param: SearchParam, value: str) -> Condition:
+def number_where(value: str, column: sql.Composable) -> sql.Composable:
     prefix, raw = split_prefix(value)
-    low, high = _precision_range(_decimal(raw))
-    column = sql.SQL("x.value")
-    return _in_index(
-        "sp_number", resource_type, param.code, range_compare(prefix, column, column, low, high)
-    )
+    low, high = precision_range(decimal(raw))
+    return range_compare(prefix, column, column, low, high)
 
 
-def quantity_condition(resource_type: str, param: SearchParam, value: str) -> Condition:
-    prefix, rest = split_prefix(value)
-    number, _, unit = rest.partition("|")
-    low, high = _precision_range(_decimal(number))
-    column = sql.SQL("x.value")
-    where = range_compare(prefix, column, column, low, high)
+def number_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
+    where = number_where(value, sql.SQL("x.value"))
+    return in_index("sp_number", resource_type, code, where, alias)
+
+
+def quantity_parts(value: str) -> tuple[str, str | None, str | None]:
+    """``[prefix]number|system|code`` -> (prefixed number, system, code)."""
+    number, _, unit = value.partition("|")
+    if not unit:
+        return number, None, None
+    system, _, code = unit.rpartition("|")
+    return number, system or None, code or None
+
+
+def quantity_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
+    number, system, unit = quantity_parts(value)
+    where = number_where(number, sql.SQL("x.value"))
     if unit:
-        system, _, code = unit.rpartition("|")
-        where = sql.SQL("{} AND x.code = {}").format(where, sql.Literal(code))
-        if system:
-            where = sql.SQL("{} AND x.system = {}").format(where, sql.Literal(system))
-    return _in_index("sp_quantity", resource_type, param.code, where)
+        where = sql.SQL("{} AND x.code = {}").format(where, sql.Literal(unit))
+    if system:
+        where = sql.SQL("{} AND x.system = {}").format(where, sql.Literal(system))
+    return in_index("sp_quantity", resource_type, code, where, alias)

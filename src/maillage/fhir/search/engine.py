@@ -1,36 +1,37 @@
-"""Search and history over the store, with the access filter inside every query."""
+"""Search and history over the store, with the access filter inside every query.
+
+A search is: result parameters read (``query``), each filter turned into a SQL
+condition (``builder``: modifiers, chains, ``_has``, composites), one page fetched in
+the order asked (``sorting``), its total counted as ``_total`` says, the includes added
+(``includes``) and the resources shaped by ``_summary``/``_elements`` (``shaping``).
+Type-level, whole-system (``_type``, common parameters) and Patient compartment
+searches share that path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from maillage.errors import InvalidRequest, QueryTimeout, UnsupportedParameter
-from maillage.fhir.definitions import SearchParam, params_for
+from maillage.errors import InvalidRequest, NotFound, QueryTimeout, UnsupportedParameter
+from maillage.fhir.definitions import params_for, patient_compartment, resource_types
 from maillage.fhir.model import SearchPage, StoredResource
-from maillage.fhir.search import conditions
+from maillage.fhir.search import conditions, includes, shaping
+from maillage.fhir.search.builder import Authorize, ConditionBuilder, Visible, any_of
+from maillage.fhir.search.query import CONTROL, ResultParams, parse_results
+from maillage.fhir.search.sorting import order_by
 
-Visible = Callable[[str], sql.Composable]
+__all__ = ["SearchEngine", "Visible"]
 
-_COLUMNS = sql.SQL(
-    "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.method, r.content"
-)
-# Result-shaping parameters the engine understands.
-_CONTROL = {"_count", "_offset", "_sort", "_total", "_format", "_pretty"}
-_TABLE_BY_TYPE = {
-    "token": "sp_token",
-    "string": "sp_string",
-    "date": "sp_date",
-    "reference": "sp_reference",
-    "uri": "sp_uri",
-    "number": "sp_number",
-    "quantity": "sp_quantity",
-}
-_SORTABLE = {"_id": sql.SQL("r.id"), "_lastUpdated": sql.SQL("r.last_updated")}
+# ``_total=estimate``: counted exactly up to this many, else the planner's estimate.
+ESTIMATE_CAP = 10_000
+
+
+def _allow_all(resource_type: str) -> None:
+    return None
 
 
 class SearchEngine:
@@ -41,13 +42,41 @@ class SearchEngine:
         self.max_count = max_count
         self.timeout_ms = timeout_ms
 
-    def _count(self, raw: str | None) -> int:
-        if raw is None:
-            return self.default_count
-        if not raw.isdigit():
-            raise InvalidRequest(f"_count must be a non-negative integer, not {raw!r}")
-        return min(int(raw), self.max_count)
+    # -- conditions -------------------------------------------------------------------
+    def conditions(
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        visible: Visible,
+        authorize: Authorize = _allow_all,
+        types: list[str] | None = None,
+    ) -> tuple[list[sql.Composable], list[tuple[str, str]]]:
+        """The SQL condition of each filter parameter, and the parameters used."""
+        builder = ConditionBuilder(visible, authorize)
+        where: list[sql.Composable] = []
+        used: list[tuple[str, str]] = []
+        every_type = types or sorted(resource_types())
+        for name, value in params:
+            if name.partition(":")[0] in CONTROL:
+                continue
+            if resource_type is None:
+                condition = builder.common(every_type, name, value)
+            else:
+                condition = builder.condition(resource_type, name, value)
+            if condition is None:
+                if strict:
+                    scope = resource_type or "a whole-system search"
+                    raise UnsupportedParameter(
+                        f"search parameter {name!r} is not supported for {scope}"
+                    )
+                continue
+            where.append(condition)
+            used.append((name, value))
+        return where, used
 
+    # -- search -----------------------------------------------------------------------
     async def search(
         self,
         conn: psycopg.AsyncConnection,
@@ -56,60 +85,157 @@ class SearchEngine:
         *,
         strict: bool,
         visible: Visible,
+        authorize: Authorize = _allow_all,
+        compartment: tuple[str, str] | None = None,
     ) -> SearchPage:
-        if resource_type is None:
-            raise UnsupportedParameter("whole-system search is not supported yet; search a type")
-        controls = {name: value for name, value in params if name in _CONTROL}
-        where, used = self._conditions(resource_type, params, strict)
-        count = self._count(controls.get("_count"))
-        offset = int(controls["_offset"]) if controls.get("_offset", "").isdigit() else 0
-        order = self._order(controls.get("_sort"))
-        filters = sql.SQL(" AND ").join(
-            [
-                sql.SQL("r.resource_type = {}").format(sql.Literal(resource_type)),
-                sql.SQL("NOT r.deleted"),
-                visible("r"),
-                *where,
-            ]
+        results = parse_results(
+            params, strict=strict, default_count=self.default_count, max_count=self.max_count
         )
-        query = sql.SQL(
-            "SELECT {cols} FROM resource r WHERE {filters} ORDER BY {order}"
-            " LIMIT {limit} OFFSET {offset}"
-        ).format(
-            cols=_COLUMNS,
-            filters=filters,
-            order=order,
-            limit=sql.Literal(count + 1),
-            offset=sql.Literal(offset),
+        scope = self._scope(resource_type, results, strict, authorize)
+        where, used = self.conditions(
+            resource_type,
+            params,
+            strict=strict,
+            visible=visible,
+            authorize=authorize,
+            types=results.types,
         )
-        total_mode = controls.get("_total", "accurate")
-        rows = await self._fetch(conn, query)
-        total = None
-        if total_mode != "none":
-            if offset == 0 and len(rows) <= count:
+        if compartment is not None:
+            assert resource_type is not None
+            where.append(_compartment(resource_type, *compartment))
+        order, sort_keys = order_by(resource_type, results.sort, strict=strict)
+        filters = sql.SQL(" AND ").join([*scope, sql.SQL("NOT r.deleted"), visible("r"), *where])
+        await self._set_timeout(conn)
+        if results.summary == "count":
+            counted = await self._total(
+                conn, filters, "accurate" if results.total == "none" else results.total
+            )
+            return self._page([], counted, results, used, sort_keys, params, has_next=False)
+        rows = await self._fetch(
+            conn,
+            sql.SQL(
+                "SELECT {cols} FROM resource r WHERE {filters} ORDER BY {order}"
+                " LIMIT {limit} OFFSET {offset}"
+            ).format(
+                cols=includes.COLUMNS,
+                filters=filters,
+                order=order,
+                limit=sql.Literal(results.count + 1),
+                offset=sql.Literal(results.offset),
+            ),
+        )
+        page_rows = rows[: results.count]
+        total: int | None = None
+        if results.total != "none":
+            if results.offset == 0 and len(rows) <= results.count:
                 total = len(rows)
             else:
-                count_query = sql.SQL("SELECT count(*) FROM resource r WHERE {}").format(filters)
-                total = int((await self._fetch(conn, count_query))[0][0])
-        used.extend(
-            (name, value) for name, value in params if name in ("_count", "_sort", "_total")
+                total = await self._total(conn, filters, results.total)
+        added = await includes.included(
+            lambda query: self._fetch(conn, query),
+            page_rows,
+            results.includes,
+            visible=visible,
+            authorize=authorize,
         )
+        entries = shaping.shape(
+            [StoredResource.from_row(row) for row in page_rows],
+            summary=results.summary,
+            elements=results.elements,
+        )
+        page = self._page(
+            entries,
+            total,
+            results,
+            used,
+            sort_keys,
+            params,
+            has_next=results.count > 0 and len(rows) > results.count,
+        )
+        page_included = shaping.shape(added, summary=results.summary, elements=None)
+        return SearchPage(**{**page.__dict__, "included": tuple(page_included)})
+
+    def _scope(
+        self,
+        resource_type: str | None,
+        results: ResultParams,
+        strict: bool,
+        authorize: Authorize,
+    ) -> list[sql.Composable]:
+        if resource_type is not None:
+            if results.types is not None:
+                if strict:
+                    raise UnsupportedParameter("_type applies to whole-system searches only")
+                results.types = None
+                results.used = [(n, v) for n, v in results.used if n != "_type"]
+            return [sql.SQL("r.resource_type = {}").format(sql.Literal(resource_type))]
+        if results.types is None:
+            return []
+        for name in results.types:
+            authorize(name)
+        return [sql.SQL("r.resource_type = ANY({})").format(sql.Literal(results.types))]
+
+    def _page(
+        self,
+        entries: list[StoredResource],
+        total: int | None,
+        results: ResultParams,
+        used: list[tuple[str, str]],
+        sort_keys: list[str],
+        params: list[tuple[str, str]],
+        *,
+        has_next: bool,
+    ) -> SearchPage:
+        kept = set(used) | set(results.used)
+        linked: list[tuple[str, str]] = []
+        for name, value in params:
+            if name == "_sort":
+                if sort_keys and ("_sort", ",".join(sort_keys)) not in linked:
+                    linked.append(("_sort", ",".join(sort_keys)))
+            elif (name, value) in kept:
+                linked.append((name, value))
         return SearchPage(
-            entries=[StoredResource.from_row(row) for row in rows[:count]],
+            entries=entries,
             total=total,
-            offset=offset,
-            count=count,
-            has_next=count > 0 and len(rows) > count,
-            used_params=used,
+            offset=results.offset,
+            count=results.count,
+            has_next=has_next,
+            used_params=linked,
+        )
+
+    async def _total(
+        self, conn: psycopg.AsyncConnection, filters: sql.Composable, mode: str
+    ) -> int:
+        if mode == "estimate":
+            capped = await self._fetch(
+                conn,
+                sql.SQL(
+                    "SELECT count(*) FROM (SELECT 1 FROM resource r WHERE {} LIMIT {}) capped"
+                ).format(filters, sql.Literal(ESTIMATE_CAP + 1)),
+            )
+            counted = int(capped[0][0])
+            if counted <= ESTIMATE_CAP:
+                return counted
+            plan = await self._fetch(
+                conn,
+                sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE {}").format(filters),
+            )
+            estimated = int(plan[0][0][0]["Plan"]["Plan Rows"])
+            return max(counted, estimated)
+        found = await self._fetch(
+            conn, sql.SQL("SELECT count(*) FROM resource r WHERE {}").format(filters)
+        )
+        return int(found[0][0])
+
+    async def _set_timeout(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self.timeout_ms))
         )
 
     async def _fetch(
-        self, conn: psycopg.AsyncConnection, query: sql.Composed
+        self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
     ) -> list[tuple[Any, ...]]:
         try:
-            await conn.execute(
-                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self.timeout_ms))
-            )
             cursor = await conn.execute(query)
             return list(await cursor.fetchall())
         except psycopg.errors.QueryCanceled as error:
@@ -117,115 +243,7 @@ class SearchEngine:
                 "the search ran past its time limit; add more selective parameters"
             ) from error
 
-    def _order(self, raw: str | None) -> sql.Composable:
-        if not raw:
-            return sql.SQL("r.rid")
-        keys = []
-        for key in raw.split(","):
-            descending = key.startswith("-")
-            name = key.lstrip("-")
-            column = _SORTABLE.get(name)
-            if column is None:
-                raise UnsupportedParameter(f"sorting by {name!r} is not supported yet")
-            keys.append(sql.SQL("{} DESC").format(column) if descending else column)
-        keys.append(sql.SQL("r.rid"))
-        return sql.SQL(", ").join(keys)
-
-    def _conditions(
-        self, resource_type: str, params: list[tuple[str, str]], strict: bool
-    ) -> tuple[list[sql.Composable], list[tuple[str, str]]]:
-        known = params_for(resource_type)
-        where: list[sql.Composable] = []
-        used: list[tuple[str, str]] = []
-        for name, value in params:
-            if name in _CONTROL:
-                continue
-            code, _, modifier = name.partition(":")
-            condition = self._condition(
-                resource_type, known.get(code), code, modifier or None, value
-            )
-            if condition is None:
-                if strict:
-                    raise UnsupportedParameter(
-                        f"search parameter {name!r} is not supported for {resource_type}"
-                    )
-                continue
-            where.append(condition)
-            used.append((name, value))
-        return where, used
-
-    def _condition(
-        self,
-        resource_type: str,
-        param: SearchParam | None,
-        code: str,
-        modifier: str | None,
-        value: str,
-    ) -> sql.Composable | None:
-        alternatives = [part for part in _split_commas(value)]
-        if code == "_id":
-            return sql.SQL("r.id = ANY({})").format(sql.Literal(alternatives))
-        if code == "_lastUpdated":
-            return _any([conditions.last_updated_condition(part) for part in alternatives])
-        if param is None or not param.indexed:
-            return None
-        table = _TABLE_BY_TYPE[param.type]
-        if modifier == "missing":
-            if value not in ("true", "false"):
-                raise InvalidRequest(":missing takes true or false")
-            return conditions.missing(table, resource_type, code, value == "true")
-        if param.type == "token":
-            if modifier not in (None, "not"):
-                return None
-            if modifier == "not":
-                # :not with several values means "none of them"
-                return sql.SQL(" AND ").join(
-                    conditions.token_condition(resource_type, param, part, "not")
-                    for part in alternatives
-                )
-            return _any(
-                [
-                    conditions.token_condition(resource_type, param, part, None)
-                    for part in alternatives
-                ]
-            )
-        if param.type == "string" and modifier in (None, "exact", "contains"):
-            return _any(
-                [
-                    conditions.string_condition(resource_type, param, part, modifier)
-                    for part in alternatives
-                ]
-            )
-        if param.type == "date" and modifier is None:
-            return _any(
-                [conditions.date_condition(resource_type, param, part) for part in alternatives]
-            )
-        if param.type == "reference" and (
-            modifier is None or modifier == "identifier" or modifier[:1].isupper()
-        ):
-            return _any(
-                [
-                    conditions.reference_condition(resource_type, param, part, modifier)
-                    for part in alternatives
-                ]
-            )
-        if param.type == "uri" and modifier in (None, "below", "above"):
-            return _any(
-                [
-                    conditions.uri_condition(resource_type, param, part, modifier)
-                    for part in alternatives
-                ]
-            )
-        if param.type == "number" and modifier is None:
-            return _any(
-                [conditions.number_condition(resource_type, param, part) for part in alternatives]
-            )
-        if param.type == "quantity" and modifier is None:
-            return _any(
-                [conditions.quantity_condition(resource_type, param, part) for part in alternatives]
-            )
-        return None
-
+    # -- history ----------------------------------------------------------------------
     async def history(
         self,
         conn: psycopg.AsyncConnection,
@@ -278,6 +296,7 @@ class SearchEngine:
             limit=sql.Literal(count + 1),
             offset=sql.Literal(offset),
         )
+        await self._set_timeout(conn)
         rows = await self._fetch(conn, query)
         used = [("_count", str(count))]
         if since is not None:
@@ -292,25 +311,21 @@ class SearchEngine:
         )
 
 
-def _any(parts: list[sql.Composable]) -> sql.Composable:
-    if len(parts) == 1:
-        return parts[0]
-    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
-
-
-def _split_commas(value: str) -> list[str]:
-    """Split on commas not escaped with a backslash; unescape ``\\,``."""
-    parts, current, escaped = [], [], False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
+def _compartment(resource_type: str, owner_type: str, owner_id: str) -> sql.Composable:
+    """Rows of ``resource_type`` in the compartment of ``owner_type/owner_id``."""
+    if owner_type != "Patient":
+        raise NotFound(f"the {owner_type} compartment is not served; only Patient's")
+    codes = patient_compartment().get(resource_type)
+    if not codes:
+        raise InvalidRequest(f"{resource_type} is not in the Patient compartment")
+    known = params_for(resource_type)
+    parts = [
+        conditions.reference_condition(resource_type, code, f"Patient/{owner_id}", None)
+        for code in codes
+        if code in known and known[code].type == "reference" and known[code].indexed
+    ]
+    if resource_type == "Patient":
+        parts.append(conditions.id_condition([owner_id]))
+    if not parts:
+        raise InvalidRequest(f"{resource_type} has no indexed link to the Patient compartment")
+    return any_of(parts)
