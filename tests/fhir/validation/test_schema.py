@@ -84,9 +84,7 @@ def test_required_primitives_match_the_models(models: list[Any]) -> None:
             for name, ext in model.get_required_fields(None)
         }
         compiled = {
-            key: sibling
-            for key, sibling in schema.required
-            if schema.rules[key].kind == PRIMITIVE
+            key: sibling for key, sibling in schema.required if schema.rules[key].kind == PRIMITIVE
         }
         assert compiled == expected, model
 
@@ -95,9 +93,7 @@ def test_required_complex_elements_match_pydantic(models: list[Any]) -> None:
     for model in models:
         schema = schema_of(model)
         expected = {
-            info.alias or name
-            for name, info in model.model_fields.items()
-            if info.is_required()
+            info.alias or name for name, info in model.model_fields.items() if info.is_required()
         }
         compiled = {key for key, _ in schema.required if schema.rules[key].kind != PRIMITIVE}
         assert compiled == expected, model

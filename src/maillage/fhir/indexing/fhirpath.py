@@ -70,10 +70,28 @@ class CompiledPath:
     _runners: tuple[tuple[_Runner, ...], ...] = field(
         init=False, repr=False, compare=False, default=()
     )
+    _starts: tuple[tuple[str, tuple[_Runner, ...]], ...] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         runners = tuple(tuple(_runner(step) for step in steps) for steps in self.alternatives)
         object.__setattr__(self, "_runners", runners)
+        # Every official expression starts with a field of the resource: that first step
+        # is done inline (a dict lookup) rather than through a runner.
+        simple = all(
+            steps and isinstance(steps[0], _Field) and steps[0].index is None
+            for steps in self.alternatives
+        )
+        starts = (
+            tuple(
+                (steps[0].name, runs[1:])  # type: ignore[union-attr]
+                for steps, runs in zip(self.alternatives, runners, strict=True)
+            )
+            if simple
+            else None
+        )
+        object.__setattr__(self, "_starts", starts)
 
     @property
     def first_fields(self) -> frozenset[str] | None:
@@ -87,6 +105,8 @@ class CompiledPath:
         return frozenset(names)
 
     def evaluate(self, resource: dict[str, Any]) -> list[Node]:
+        if self._starts is not None:
+            return self._evaluate_from_fields(resource)
         found: list[Node] = []
         for runners in self._runners:
             pairs: list[_Pair] = [(resource, None)]
@@ -95,6 +115,29 @@ class CompiledPath:
                 if not pairs:
                     break
             else:
+                found.extend([Node(value, hint) for value, hint in pairs])
+        return found
+
+
+    def _evaluate_from_fields(self, resource: dict[str, Any]) -> list[Node]:
+        assert self._starts is not None
+        found: list[Node] = []
+        for name, runners in self._starts:
+            child = resource.get(name, _ABSENT)
+            pairs: list[_Pair]
+            if child is _ABSENT:
+                pairs = _choice_children(resource, name)
+            elif isinstance(child, list):
+                pairs = [(item, None) for item in child]
+            elif child is not None:
+                pairs = [(child, None)]
+            else:
+                continue
+            for run in runners:
+                if not pairs:
+                    break
+                pairs = run(pairs)
+            if pairs:
                 found.extend([Node(value, hint) for value, hint in pairs])
         return found
 
@@ -214,8 +257,6 @@ _ABSENT = object()
 
 
 def _field_runner(name: str, index: int | None) -> _Runner:
-    prefix_length = len(name)
-
     def field_step(pairs: list[_Pair]) -> list[_Pair]:
         out: list[_Pair] = []
         for value, _ in pairs:
@@ -229,21 +270,24 @@ def _field_runner(name: str, index: int | None) -> _Runner:
                 elif child is not None and not index:
                     out.append((child, None))
                 continue
-            # A choice element (value[x]): the stored key carries the type.
-            for key, choice in value.items():
-                if (
-                    len(key) > prefix_length
-                    and key[prefix_length].isupper()
-                    and key.startswith(name)
-                ):
-                    hint = key[prefix_length:]
-                    if isinstance(choice, list):
-                        out.extend([(item, hint) for item in choice])
-                    elif choice is not None:
-                        out.append((choice, hint))
+            out.extend(_choice_children(value, name))
         return out
 
     return field_step
+
+
+def _choice_children(value: dict[str, Any], name: str) -> list[_Pair]:
+    """A choice element (value[x]): the stored key carries the type."""
+    prefix_length = len(name)
+    out: list[_Pair] = []
+    for key, choice in value.items():
+        if len(key) > prefix_length and key[prefix_length].isupper() and key.startswith(name):
+            hint = key[prefix_length:]
+            if isinstance(choice, list):
+                out.extend([(item, hint) for item in choice])
+            elif choice is not None:
+                out.append((choice, hint))
+    return out
 
 
 def _references_type(value: Any, type_name: str) -> bool:

@@ -20,6 +20,9 @@ _DATE = re.compile(
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
+# Names, display texts, codes, systems and dates repeat a lot across resources: the
+# functions below are pure and return immutable values, so their results are cached.
+@functools.lru_cache(maxsize=16384)
 def normalize_string(value: str) -> str:
     """Lower case, accents removed, punctuation folded to single spaces ("Hélène" -> "helene")."""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -27,16 +30,14 @@ def normalize_string(value: str) -> str:
     return _NON_WORD.sub(" ", stripped.casefold().translate(_LIGATURES)).strip()
 
 
-# Codes, systems and dates repeat a lot across resources: both functions below are pure
-# and return immutable values, so their results are cached.
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def token_hash(*parts: str | None) -> int:
     """A signed 64-bit hash of the parts (fits PostgreSQL bigint)."""
     digest = blake2b("\x1f".join(part or "" for part in parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def date_range(value: str) -> tuple[datetime, datetime] | None:
     """The instant range a FHIR date/dateTime/instant covers, given its precision.
 

@@ -68,7 +68,9 @@ def _check_json_kinds(node: dict[str, Any], model: type, path: str, found: Probl
             where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
             if isinstance(kind, str):
                 if not _has_kind(item, kind):
-                    found.append((where, f"expected {_JSON_KIND_NAMES[kind]}, got {json_name(item)}"))
+                    found.append(
+                        (where, f"expected {_JSON_KIND_NAMES[kind]}, got {json_name(item)}")
+                    )
             elif kind is not None and isinstance(item, dict):
                 inner = item.get("resourceType")
                 child = kind
