@@ -43,6 +43,7 @@ from bench.http_common import (
     fresh_database,
     machine_description,
     postgres_server,
+    profile_summary,
     py_spy,
 )
 
@@ -284,7 +285,7 @@ def _bound(run: dict[str, Any]) -> str:
     writing, preparing = run["writing_seconds"], run["preparing_seconds"]
     share = writing / run["load_seconds"] * 100
     side = (
-        "PostgreSQL (COPY into staging, merge, COPY of the index rows) is the bound: the "
+        "PostgreSQL (COPY of the resources and their index rows, merge) is the bound: the "
         "workers were ahead"
         if writing >= preparing
         else "validation and indexing in the workers is the bound: the writer waited for them"
@@ -311,6 +312,14 @@ def _markdown(results: dict[str, Any]) -> str:
         f"| {label} | {rate:,.0f} | {wall} | {memory} |" for label, rate, wall, memory in rows
     )
     load = ", ".join(f"{value:.2f}" for value in results["load_average_before"])
+    counts = ", ".join(f"{table} {count:,}" for table, count in results["counts"].items())
+    load_after = ", ".join(f"{value:.2f}" for value in results["load_average_after"])
+    profile = (
+        f"\npy-spy of the first load (loader and its workers, all samples together):\n\n"
+        f"```\n{results['profile']}\n```\n"
+        if results.get("profile")
+        else ""
+    )
     return f"""## Bulk load (`maillage load`)
 
 Command: `.venv/bin/python -m bench.bulk_load --resources {results["target"]}`
@@ -333,9 +342,9 @@ Command: `.venv/bin/python -m bench.bulk_load --resources {results["target"]}`
 {_cpu_line("Reload", again)}
 - What bounds the load: {_bound(first)}.
 - What bounds the reload: {_bound(again)}.
-- Load average before the run: {load} (other work on the machine takes CPU from the
-  loader and PostgreSQL; the CPU figures above do not depend on it).
-- Rows written: {results["counts"]}. Reload: {again["unchanged"]:,} unchanged,
+- Load average before the run: {load}; after: {load_after} (other work on the machine
+  takes CPU from the loader and PostgreSQL: rates vary with it, CPU per resource much less).
+- Rows written: {counts}. Reload: {again["unchanged"]:,} unchanged,
   {again["loaded"]} new versions.
 
 Machine: nproc {machine.get("nproc")}, {machine.get("cpu")}, Python {machine.get("python")},
@@ -347,7 +356,7 @@ $ nproc
 $ free -h
 {results["free"].rstrip()}
 ```
-"""
+{profile}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine,
             "free": _free_h(),
             "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "profile": profile_summary([profile_to], top=20) if profile_to else None,
         }
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         (OUT_DIR / "bulk_load.json").write_text(json.dumps(results, indent=2))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,6 @@ def load(sample: str) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*.ndjson")):
         with path.open("rb") as lines:
             resources.extend(orjson.loads(line) for line in lines if line.strip())
-    if not resources:
-        raise SystemExit(f"no resources under {folder.resolve()}")
     return resources
 
 
@@ -81,6 +80,9 @@ def best_round(validate: Validator, resources: list[dict[str, Any]], rounds: int
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     resources = load(args.sample)
+    if not resources:
+        print(f"error: no Synthea resources under {(SYNTHEA / args.sample).resolve()}")
+        return 2
     started = time.perf_counter()
     for name in resource_types():
         get_fhir_model_class(name)  # imports the model modules (pydantic builds them)
@@ -150,7 +152,9 @@ def _markdown(
         "",
         f"`.venv/bin/python -m bench.validation --sample {args.sample} --rounds {args.rounds}`"
         f" — {count} Synthea resources validated in-process, one core, best of "
-        f"{args.rounds} rounds; {machine['cpu']}, {machine['nproc']} CPUs, {machine['date']}.",
+        f"{args.rounds} rounds; {machine['cpu']}, {machine['nproc']} CPUs, {machine['date']}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine is noisy: "
+        "compare the ratios, not the absolute figures).",
         "",
         "| validator | µs / resource | resources/s (one core) |",
         "|---|---|---|",

@@ -87,3 +87,20 @@ def test_valid_synthetic_resources_are_accepted(http: httpx.Client) -> None:
     patient = create(http, factories.patient(active=True, multipleBirthInteger=2))
     assert create(http, factories.observation(subject=f"Patient/{patient['id']}"))["id"]
     assert create(http, factories.encounter(subject=f"Patient/{patient['id']}"))["id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expression"),
+    [
+        ({"gender": "robot"}, "Patient.gender"),  # outside the required binding
+        ({"name": []}, "Patient.name"),  # FHIR JSON has no empty arrays
+        ({"birthDate": None}, "Patient.birthDate"),  # nor nulls outside primitive arrays
+        ({"contained": [{"resourceType": "Spaceship"}]}, "Patient.contained[0].resourceType"),
+    ],
+)
+def test_what_the_specification_forbids_is_refused(
+    http: httpx.Client, change: dict[str, Any], expression: str
+) -> None:
+    """fhir.resources accepts the first three and failed with a server error on the last."""
+    response = http.post("/Patient", json={**factories.patient(), **change})
+    assert expression in _issues(assert_outcome(response, 422))

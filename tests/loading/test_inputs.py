@@ -152,3 +152,22 @@ def test_gzip_ndjson_line_numbers_are_those_of_the_uncompressed_file(
     assert [(rejected.line, rejected.message) for rejected in report.rejected] == [
         (2, "the body is not a FHIR resource (no resourceType)")
     ]
+
+
+def test_a_damaged_gzip_file_is_reported_and_the_other_files_load(
+    clean_database: str, tmp_path: Path
+) -> None:
+    good = write_ndjson(tmp_path / "a.ndjson", [{"resourceType": "Patient", "id": "fine"}])
+    payload = gzip.compress(
+        b"".join(
+            orjson.dumps({"resourceType": "Patient", "id": f"z-{n}"}) + b"\n" for n in range(500)
+        )
+    )
+    damaged = tmp_path / "b.ndjson.gz"
+    damaged.write_bytes(payload[: len(payload) // 2])
+
+    report = BulkLoader(clean_database).load_paths([good, damaged])
+
+    assert report.files == 2
+    assert [(r.file, "unreadable" in r.message) for r in report.rejected] == [(str(damaged), True)]
+    assert stored(clean_database, "Patient", "fine") is not None

@@ -99,16 +99,12 @@ def serve(
 
                 load_demo_if_empty(conninfo)
             if workers > 1:
+                from maillage.cli.workers import run_workers
+
                 os.environ["MAILLAGE_DATABASE_URL"] = conninfo
-                uvicorn.run(
-                    "maillage.app:create_app_from_env",
-                    factory=True,
-                    host=settings.host,
-                    port=settings.port,
-                    workers=workers,
-                    log_level="warning",
-                    access_log=False,
-                )
+                code = run_workers(settings.host, settings.port, workers, settings.log_level)
+                if code:
+                    raise typer.Exit(code=code)
             else:
                 from maillage.app import create_app
 

@@ -3,7 +3,7 @@
 Runs in worker processes (or inline for small loads). For each item it does what
 the store's create does before writing: parse, ``validate_resource``, the access
 decision point, meta stamping (``stamp_meta``), ``content_hash`` and
-``extract_index``; then it formats the staging rows in PostgreSQL's COPY text
+``extract_index``; then it formats the rows in PostgreSQL's COPY text
 format, so that the process that talks to the database only streams bytes.
 """
 

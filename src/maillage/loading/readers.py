@@ -34,7 +34,7 @@ class Item:
 
     file: str
     line: int
-    raw: bytes | dict[str, Any] | Any
+    raw: Any  # bytes of an NDJSON line, or a parsed resource
     entry: int | None = None
 
 
@@ -93,27 +93,36 @@ class ProgressTracker:
         self.consumed = 0
 
 
-def read_ndjson(path: Path, tracker: ProgressTracker | None = None) -> Iterator[Item]:
-    """One item per non-blank line, streamed."""
+def read_ndjson(path: Path, tracker: ProgressTracker | None = None) -> Iterator[Item | Problem]:
+    """One item per non-blank line, streamed. A damaged gzip stream ends the file with a
+    problem at the line where it broke."""
     name = str(path)
+    number = 0
     with path.open("rb") as raw_file:
         stream: IO[bytes] = raw_file
         if name.lower().endswith(".gz"):
             stream = gzip.GzipFile(fileobj=raw_file)  # type: ignore[assignment]
         start = raw_file.tell()
-        for number, line in enumerate(stream, start=1):
-            if tracker is not None:
-                position = raw_file.tell()
-                tracker.consumed += position - start
-                start = position
-            if line.strip():
-                yield Item(name, number, line)
+        try:
+            for number, line in enumerate(stream, start=1):
+                if tracker is not None:
+                    position = raw_file.tell()
+                    tracker.consumed += position - start
+                    start = position
+                if line.strip():
+                    yield Item(name, number, line)
+        except (OSError, EOFError) as error:
+            yield Problem(name, number + 1, f"unreadable from here on: {error}")
 
 
 def read_bundle(path: Path) -> Iterator[Item | Problem]:
     """The entries' resources of a Bundle JSON file (or the single resource it holds)."""
     name = str(path)
-    data = _read_all(path)
+    try:
+        data = _read_all(path)
+    except (OSError, EOFError) as error:
+        yield Problem(name, 1, f"unreadable: {error}")
+        return
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as error:

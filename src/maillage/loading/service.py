@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 
 # A chunk (one transaction, one unit of work for a worker) ends at ``chunk_size``
 # resources or at this many bytes of NDJSON, whichever comes first: memory in flight
-# then stays bounded (about 25 MB per chunk at most) even with large resources.
-MAX_CHUNK_BYTES = 2 * 1024 * 1024
+# then stays bounded (about 10 MB per chunk in flight) even with large resources.
+MAX_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,6 @@ class CompiledPath:
                 found.extend([Node(value, hint) for value, hint in pairs])
         return found
 
-
     def _evaluate_from_fields(self, resource: dict[str, Any]) -> list[Node]:
         assert self._starts is not None
         found: list[Node] = []

@@ -7,6 +7,16 @@ required-binding codes, nested datatypes and backbone elements, primitive extens
 (``_name``) and the resources held in ``contained``, ``Bundle.entry.resource`` and
 ``Parameters.parameter.resource``, which are dispatched on their ``resourceType``.
 
+Beyond what fhir.resources checks, the walk applies these rules of the specification
+(the models accept each; ``tests/fhir/validation/test_contract.py`` pins them): no
+empty arrays, no nulls except as placeholders in primitive arrays (aligned with an
+extension in ``_name``), ``_name`` arrays as long as ``name``'s, no empty elements nor
+elements with only an id (ele-1), no Python field names (``class_fhir``,
+``active__ext``, ``fhir_comments``), no ``resourceType`` inside a datatype, objects
+for complex elements (not JSON text), a ``resourceType`` on every nested resource and
+an R4 one, no resources contained in a contained resource (dom-2), the codes of
+required bindings.
+
 Problems are ``(expression, problem)`` pairs; the expression is FHIRPath-like
 (``Patient.name[0].family``, ``Patient.multipleBirth[x]`` for a choice group). While
 walking, the place of a node is kept as a chain of ``(parent, key, index)`` tuples,
