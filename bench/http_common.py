@@ -401,7 +401,16 @@ class Hub:
             pids = [int(p) for p in children.read_text().split()]
         except OSError:
             pids = []
+        # Not the helper processes (multiprocessing's resource tracker) of the supervisor.
+        pids = [pid for pid in pids if b"resource_tracker" not in _cmdline(pid)]
         return pids or [self.pid]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _get(url: str, timeout: float = 2.0) -> int:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maillage.errors import Issue
+from maillage.fhir import validation
 from maillage.fhir.definitions import search_params
 from maillage.fhir.http.outcomes import operation_outcome
 from maillage.fhir.http.paths import LogicalIdSegment, ResourceTypeSegment
@@ -128,9 +129,10 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 def create_app(settings: Settings, conninfo: str) -> Starlette:
-    # Compile the official search parameters (and import the validation models) now,
-    # not on the first request.
+    # Compile the official search parameters and the validation schemas now, not on the
+    # first request.
     search_params()
+    validation.warm_up()
     database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     engine = SearchEngine(
         default_count=settings.default_page_size,

@@ -60,8 +60,8 @@ MAX_DEFAULT_WORKERS = 4
 
 
 def default_workers() -> int:
-    """One worker per CPU core, at most MAX_DEFAULT_WORKERS. On the 2-core reference machine
-    two workers serve reads ~1.6x and creates ~1.1x faster than one (docs/benchmarks.md)."""
+    """One worker per CPU core, at most MAX_DEFAULT_WORKERS: on the 2-core reference machine
+    two workers serve more reads and creates per second than one (docs/benchmarks.md)."""
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 

@@ -35,6 +35,7 @@ from maillage.errors import (
 from maillage.fhir import sql_writes
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
+from maillage.fhir.read_batching import ReadBatcher
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.validation import require_known_type, validate_resource
 from maillage.security import AccessPolicy, Action, RequestContext
@@ -101,6 +102,7 @@ class FhirStore:
         self.db = db
         self.policy = policy
         self.search_engine = search
+        self.reads = ReadBatcher(db)
 
     def repository(self, ctx: RequestContext) -> Repository:
         return Repository(self, ctx)
@@ -152,9 +154,10 @@ class Repository:
         if self._conn is not None:
             found = await self._fetch(self._conn, resource_type, resource_id)
         else:
-            # The hottest path: one statement on a pooled connection in autocommit.
-            async with self.store.db.connection() as conn:
-                found = await self._fetch(conn, resource_type, resource_id)
+            # The hottest path: reads in flight together share one statement.
+            found = await self.store.reads.fetch(
+                self._visible(Action.READ, "r"), resource_type, resource_id
+            )
         if found is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if found.deleted:

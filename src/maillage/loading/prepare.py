@@ -9,6 +9,7 @@ format, so that the process that talks to the database only streams bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -117,9 +118,87 @@ def _text(value: str | None) -> str:
     return value
 
 
+# Index rows are formatted with their values as they are, then checked as a whole: only
+# when some value holds a tab, a newline, a carriage return or a backslash (rare) are the
+# rows formatted again with every value escaped. NUL stands for NULL while formatting (no
+# stored text can hold one: such resources are rejected before).
+_NUL = "\x00"
+# Index dates repeat (their parsing is cached too), so their text is cached. Equal
+# instants with different offsets share an entry: the timestamptz stored is the same.
+_iso = functools.lru_cache(maxsize=16384)(datetime.isoformat)
+# Tabs per row (two around the resource type, then one between each column) and the
+# IndexRows list of each table.
+_ROW_TABS = {
+    "sp_token": (6, "token"),
+    "sp_string": (4, "string"),
+    "sp_date": (4, "date"),
+    "sp_number": (3, "number"),
+    "sp_quantity": (5, "quantity"),
+    "sp_uri": (3, "uri"),
+    "sp_reference": (5, "reference"),
+}
+
+
 def _index_blocks(resource_type: str, rows: IndexRows) -> dict[str, bytes]:
     """This resource's rows for each index table, in COPY text, each line starting with a
     tab (the rid goes in front of it)."""
+    raw = _raw_blocks(resource_type, rows)
+    blocks: dict[str, bytes] = {}
+    for table, text in raw.items():
+        tabs, attribute = _ROW_TABS[table]
+        count = len(getattr(rows, attribute))
+        if (
+            "\\" in text
+            or "\r" in text
+            or text.count("\t") != tabs * count
+            or text.count("\n") != count
+        ):
+            return _escaped_blocks(resource_type, rows)
+        blocks[table] = text.replace(_NUL, _NULL).encode()
+    return blocks
+
+
+def _raw_blocks(resource_type: str, rows: IndexRows) -> dict[str, str]:
+    head = f"\t{resource_type}\t"
+    nul = _NUL
+    blocks: dict[str, str] = {}
+    if rows.token:
+        blocks["sp_token"] = "".join(
+            [
+                f"{head}{p}\t{nul if s is None else s}\t{nul if c is None else c}\t{h}\t{sh}\n"
+                for p, s, c, h, sh in rows.token
+            ]
+        )
+    if rows.string:
+        blocks["sp_string"] = "".join([f"{head}{p}\t{n}\t{e}\n" for p, n, e in rows.string])
+    if rows.date:
+        blocks["sp_date"] = "".join(
+            [f"{head}{p}\t{_iso(low)}\t{_iso(high)}\n" for p, low, high in rows.date]
+        )
+    if rows.number:
+        blocks["sp_number"] = "".join([f"{head}{p}\t{v}\n" for p, v in rows.number])
+    if rows.quantity:
+        blocks["sp_quantity"] = "".join(
+            [
+                f"{head}{p}\t{nul if s is None else s}\t{nul if c is None else c}\t{v}\n"
+                for p, s, c, v in rows.quantity
+            ]
+        )
+    if rows.uri:
+        blocks["sp_uri"] = "".join([f"{head}{p}\t{u}\n" for p, u in rows.uri])
+    if rows.reference:
+        blocks["sp_reference"] = "".join(
+            [
+                f"{head}{p}\t{nul if t is None else t}\t{nul if i is None else i}"
+                f"\t{nul if u is None else u}\n"
+                for p, t, i, u in rows.reference
+            ]
+        )
+    return blocks
+
+
+def _escaped_blocks(resource_type: str, rows: IndexRows) -> dict[str, bytes]:
+    """``_index_blocks`` the slow way: every text value escaped on its own."""
     head = "\t" + _text(resource_type) + "\t"
     blocks: dict[str, bytes] = {}
     if rows.token:
@@ -133,8 +212,7 @@ def _index_blocks(resource_type: str, rows: IndexRows) -> dict[str, bytes]:
         ).encode()
     if rows.date:
         blocks["sp_date"] = "".join(
-            f"{head}{_text(p)}\t{low.isoformat()}\t{high.isoformat()}\n"
-            for p, low, high in rows.date
+            f"{head}{_text(p)}\t{_iso(low)}\t{_iso(high)}\n" for p, low, high in rows.date
         ).encode()
     if rows.number:
         blocks["sp_number"] = "".join(f"{head}{_text(p)}\t{v}\n" for p, v in rows.number).encode()

@@ -159,8 +159,13 @@ def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
     data = b"".join(b"%d" % seq + row for seq, row in enumerate(chunk.resources))
     with cursor.copy(f"COPY load_resource (seq, {RESOURCE_COLUMNS}) FROM STDIN") as copy:
         copy.write(data)
+    # Temporary tables have no statistics until analysed: without them the planner
+    # hashes the whole resource (or index) table for each chunk instead of probing its
+    # unique index, which makes a load into a big database quadratic.
+    cursor.execute("ANALYZE load_resource")
     cursor.execute(_MATCH_EXISTING)
     if cursor.rowcount:
+        cursor.execute("ANALYZE load_match")
         cursor.execute(_ARCHIVE_CHANGED)
         if cursor.rowcount:
             for statement in _DELETE_INDEX:
