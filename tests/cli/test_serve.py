@@ -44,9 +44,20 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm() -> None:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MAILLAGE_DATABASE_URL"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "maillage", "serve", "--no-demo", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "maillage",
+            "serve",
+            "--no-demo",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/health", process, 60)

@@ -23,8 +23,13 @@ class StoredResource:
     def from_row(cls, row: tuple[Any, ...]) -> StoredResource:
         """From ``resource_type, id, version_id, last_updated, deleted, method, content``."""
         return cls(
-            resource_type=row[0], id=row[1], version_id=int(row[2]), last_updated=row[3],
-            deleted=bool(row[4]), method=row[5], body=row[6],
+            resource_type=row[0],
+            id=row[1],
+            version_id=int(row[2]),
+            last_updated=row[3],
+            deleted=bool(row[4]),
+            method=row[5],
+            body=row[6],
         )
 
     @property
