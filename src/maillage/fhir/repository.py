@@ -38,10 +38,10 @@ from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
 from maillage.fhir.read_batching import ReadBatcher
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.validation import require_known_type, validate_resource
+from maillage.fhir.validation_schema import primitives
 from maillage.security import AccessPolicy, Action, RequestContext
 from maillage.storage import Database
 
-_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method, content"
 # The read by id, completed with the access policy's filter (composed once, not per read).
 _FETCH_CURRENT = sql.SQL(
@@ -83,8 +83,10 @@ def stamp_meta(
 
 
 def check_id(resource_id: str) -> None:
-    if not 1 <= len(resource_id) <= 64 or not set(resource_id) <= _ID_CHARS:
-        raise InvalidRequest(f"invalid resource id {resource_id!r} (1-64 of A-Z a-z 0-9 - .)")
+    """The FHIR id rule (the validator's own), for ids that come from a URL."""
+    problem = primitives.check_id(resource_id)
+    if problem is not None:
+        raise InvalidRequest(problem)
 
 
 @dataclass(frozen=True)
