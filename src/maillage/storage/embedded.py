@@ -31,8 +31,12 @@ class EmbeddedPostgres:
                 "choose a shorter --data-dir"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # pgserver reads XDG_RUNTIME_DIR through platformdirs and warns when unset.
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent))
+        # pgserver reads XDG_RUNTIME_DIR through platformdirs, which warns when it is
+        # unset or not private (0700): give it a private folder beside the data.
+        runtime_dir = self.data_dir.parent / "run"
+        runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
         import pgserver  # imported late: it is only needed without a database URL
 
         _forget_dead_handles(self.data_dir)
