@@ -25,14 +25,44 @@ def embedded(resource: StoredResource) -> orjson.Fragment:
     return orjson.Fragment(resource.body)
 
 
-def _link(base_path: str, params: list[tuple[str, str]], offset: int | None = None) -> str:
-    query = [(name, value) for name, value in params if name != "_offset"]
-    if offset:
+def _link(
+    base_path: str,
+    params: list[tuple[str, str]],
+    offset: int | None = None,
+    cursor: str | None = None,
+) -> str:
+    query = [(name, value) for name, value in params if name not in ("_offset", "_page")]
+    if cursor:
+        query.append(("_page", cursor))
+    elif offset:
         query.append(("_offset", str(offset)))
     return f"{base_path}?{urlencode(query)}" if query else base_path
 
 
+def _keyset_links(page: SearchPage, self_url: str) -> list[dict[str, str]]:
+    links = [
+        {
+            "relation": "self",
+            "url": _link(self_url, page.used_params, page.offset, page.self_page),
+        }
+    ]
+    if page.next_page:
+        links.append(
+            {"relation": "next", "url": _link(self_url, page.used_params, None, page.next_page)}
+        )
+    if page.previous_page:
+        links.append(
+            {
+                "relation": "previous",
+                "url": _link(self_url, page.used_params, None, page.previous_page),
+            }
+        )
+    return links
+
+
 def _links(page: SearchPage, self_url: str) -> list[dict[str, str]]:
+    if page.keyset:
+        return _keyset_links(page, self_url)
     links = [{"relation": "self", "url": _link(self_url, page.used_params, page.offset)}]
     if page.has_next:
         links.append(

@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from maillage import __version__
+from maillage.fhir import operations
 from maillage.fhir.definitions import FHIR_VERSION, SearchParam, params_for, resource_types
 from maillage.fhir.search.builder import COMMON, MODIFIERS, searchable
 from maillage.fhir.search.sorting import SORTABLE_TYPES
@@ -119,6 +120,7 @@ def _resources() -> tuple[dict[str, Any], ...]:
                     searchRevInclude=_revincludes()[resource_type],
                 ),
                 "searchParam": params,
+                "operation": operations.for_type(resource_type),
             }
         )
         # FHIR JSON has no empty arrays

@@ -67,3 +67,8 @@ class SearchPage:
     # The parameters actually used (unknown ones dropped), for the self link.
     used_params: list[tuple[str, str]]
     included: tuple[StoredResource, ...] = ()
+    # Keyset paging (``_page`` cursors): this page's own, and those of its neighbours.
+    keyset: bool = False
+    self_page: str | None = None
+    next_page: str | None = None
+    previous_page: str | None = None

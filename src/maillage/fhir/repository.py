@@ -37,6 +37,7 @@ from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
 from maillage.fhir.read_batching import ReadBatcher
 from maillage.fhir.search.engine import SearchEngine
+from maillage.fhir.search.everything import everything
 from maillage.fhir.validation import require_known_type, validate_resource
 from maillage.fhir.validation_schema import primitives
 from maillage.security import AccessPolicy, Action, RequestContext
@@ -216,6 +217,31 @@ class Repository:
                 visible=lambda alias: self._visible(Action.SEARCH, alias),
                 authorize=lambda other_type: self._authorize(Action.SEARCH, other_type),
                 compartment=compartment,
+            )
+
+    async def everything(
+        self,
+        patient_id: str,
+        *,
+        types: list[str] | None = None,
+        since: datetime | None = None,
+        count: int | None = None,
+        page: str | None = None,
+    ) -> SearchPage:
+        """``Patient/[id]/$everything``: a search of the Patient's compartment; each type
+        is authorised as a search (types refused are left out), and filtered in the SQL."""
+        self._authorize(Action.SEARCH, "Patient")
+        async with self._connection() as conn:
+            return await everything(
+                self.store.search_engine,
+                conn,
+                patient_id,
+                types=types,
+                since=since,
+                count=count,
+                page=page,
+                visible=lambda alias: self._visible(Action.SEARCH, alias),
+                authorize=lambda other_type: self._authorize(Action.SEARCH, other_type),
             )
 
     async def history(

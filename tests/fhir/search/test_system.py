@@ -102,3 +102,23 @@ def test_patient_compartment(http: httpx.Client, hiding: HidingPolicy) -> None:
     assert bundle["link"][0]["url"].endswith(f"{base}/Observation?code=2339-0")
     assert_outcome(http.get(f"{base}/Organization"), 400, says="compartment")
     assert_outcome(http.get(f"/Encounter/{encounter['id']}/Observation"), 404)
+
+
+def test_whole_system_search_by_post(http: httpx.Client, hiding: HidingPolicy) -> None:
+    patient = create(http, factories.patient())
+    seen = create(http, factories.observation(subject=_ref(patient)))
+    secret = create(http, hidden(factories.observation(subject=_ref(patient))))
+    create(http, factories.organization())
+    form = {"_type": "Observation,Patient", "_count": "10"}
+    posted = http.post("/_search", data=form)
+    assert posted.status_code == 200, posted.text
+    found = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in body(posted)["entry"]
+    }
+    assert found == _refs(http, "/", form) == {_ref(patient), _ref(seen), _ref(secret)}
+    as_nurse = http.post("/_search", data=form, headers=NURSE)
+    assert {e["resource"]["id"] for e in body(as_nurse)["entry"]} == {patient["id"], seen["id"]}
+    assert body(as_nurse)["link"][0]["url"].startswith(f"{http.base_url}".rstrip("/"))
+    assert_outcome(
+        http.post("/_search", content=b"{}", headers={"Content-Type": "application/json"}), 415
+    )

@@ -16,7 +16,7 @@ from maillage.errors import (
     MethodNotAllowed,
     UnsupportedMediaType,
 )
-from maillage.fhir import bundling
+from maillage.fhir import bundling, operations
 from maillage.fhir.bundles import BundleProcessor
 from maillage.fhir.capability import capability_statement
 from maillage.fhir.http import requests as req
@@ -83,12 +83,14 @@ class FhirApi:
             ("", self.system, ["GET", "POST"]),
             ("/", self.system, ["GET", "POST"]),
             ("/_history", self.system_history, ["GET"]),
+            ("/_search", self.search_post, ["POST"]),
             (f"/{TYPE}", self.type_level, ["GET", "POST", "PUT", "DELETE"]),
             (f"/{TYPE}/_search", self.search_post, ["POST"]),
             (f"/{TYPE}/_history", self.type_history, ["GET"]),
             (f"/{TYPE}/{ID}", self.instance, ["GET", "PUT", "PATCH", "DELETE"]),
             (f"/{TYPE}/{ID}/_history", self.instance_history, ["GET"]),
             (f"/{TYPE}/{ID}/_history/{{vid}}", self.vread, ["GET"]),
+            (f"/{TYPE}/{ID}/${{operation}}", self.instance_operation, ["GET", "POST"]),
             (f"/{TYPE}/{ID}/{{compartment:fhir_type}}", self.compartment_search, ["GET"]),
         ]
         return [
@@ -155,7 +157,7 @@ class FhirApi:
         if body and kind != "application/x-www-form-urlencoded":
             raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
         params = req.query_params(request) + parse_qsl(body.decode(), keep_blank_values=True)
-        return await self._search(request, request.path_params["type"], params)
+        return await self._search(request, request.path_params.get("type"), params)
 
     async def compartment_search(self, request: Request) -> Response:
         p = request.path_params
@@ -181,6 +183,21 @@ class FhirApi:
         base = self.base_url(request)
         path = "/".join([*(compartment or ()), resource_type or ""]).rstrip("/")
         self_url = f"{base}/{path}" if path else base
+        bundle = bundling.searchset(page, base_url=base, self_url=self_url)
+        return fhir_response(bundle, pretty=_pretty(request))
+
+    async def instance_operation(self, request: Request) -> Response:
+        """``[type]/[id]/$[name]``, GET or POST (a Parameters body): see ``operations``."""
+        p = request.path_params
+        operation = operations.find(p["operation"], "instance", p["type"])
+        pairs = req.query_params(request)
+        if request.method == "POST":
+            pairs = pairs + operations.from_parameters(await req.json_body(request, self.max_body))
+        strict = req.preferences(request).handling == "strict"
+        args = operations.parse_arguments(operation, pairs, strict=strict)
+        page = await operation.handler(self.repo(request), p["id"], args)
+        base = self.base_url(request)
+        self_url = f"{base}/{p['type']}/{p['id']}/${operation.name}"
         bundle = bundling.searchset(page, base_url=base, self_url=self_url)
         return fhir_response(bundle, pretty=_pretty(request))
 

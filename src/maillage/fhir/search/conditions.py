@@ -239,9 +239,30 @@ def precision_range(number: Decimal) -> tuple[Decimal, Decimal]:
 
 
 def number_where(value: str, column: sql.Composable) -> sql.Composable:
+    """A number or quantity value (search.html, number): ``eq``/``ne``/``ap`` use the range
+    the value's precision implies, upper bound excluded ("100" is [99.5, 100.5));
+    ``gt``/``lt``/``ge``/``le`` compare with the value exactly ("gt100": greater than
+    exactly 100); ``sa``/``eb`` are after/before the whole range."""
     prefix, raw = split_prefix(value)
-    low, high = precision_range(decimal(raw))
-    return range_compare(prefix, column, column, low, high)
+    exact = decimal(raw)
+    low, high = precision_range(exact)
+    templates = {
+        "eq": "({column} >= {low} AND {column} < {high})",
+        "ne": "NOT ({column} >= {low} AND {column} < {high})",
+        "ap": "({column} >= {low} AND {column} < {high})",
+        "gt": "({column} > {exact})",
+        "lt": "({column} < {exact})",
+        "ge": "({column} >= {exact})",
+        "le": "({column} <= {exact})",
+        "sa": "({column} >= {high})",
+        "eb": "({column} < {low})",
+    }
+    return sql.SQL(templates[prefix]).format(
+        column=column,
+        low=sql.Literal(low),
+        high=sql.Literal(high),
+        exact=sql.Literal(exact),
+    )
 
 
 def number_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:

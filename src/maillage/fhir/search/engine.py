@@ -21,8 +21,17 @@ from maillage.fhir.definitions import params_for, patient_compartment, resource_
 from maillage.fhir.model import SearchPage, StoredResource
 from maillage.fhir.search import conditions, includes, shaping
 from maillage.fhir.search.builder import Authorize, ConditionBuilder, Visible, any_of
+from maillage.fhir.search.paging import (
+    Cursor,
+    SortKey,
+    after,
+    decode,
+    encode,
+    key_columns,
+    order_clause,
+)
 from maillage.fhir.search.query import CONTROL, ResultParams, parse_results
-from maillage.fhir.search.sorting import order_by
+from maillage.fhir.search.sorting import sort_keys
 
 __all__ = ["SearchEngine", "Visible"]
 
@@ -103,31 +112,24 @@ class SearchEngine:
         if compartment is not None:
             assert resource_type is not None
             where.append(_compartment(resource_type, *compartment))
-        order, sort_keys = order_by(resource_type, results.sort, strict=strict)
+        keys, sorted_by = sort_keys(resource_type, results.sort, strict=strict)
+        cursor = decode(results.page, keys) if results.page else None
         filters = sql.SQL(" AND ").join([*scope, sql.SQL("NOT r.deleted"), visible("r"), *where])
         await self._set_timeout(conn)
         if results.summary == "count":
             counted = await self._total(
                 conn, filters, "accurate" if results.total == "none" else results.total
             )
-            return self._page([], counted, results, used, sort_keys, params, has_next=False)
-        rows = await self._fetch(
-            conn,
-            sql.SQL(
-                "SELECT {cols} FROM resource r WHERE {filters} ORDER BY {order}"
-                " LIMIT {limit} OFFSET {offset}"
-            ).format(
-                cols=includes.COLUMNS,
-                filters=filters,
-                order=order,
-                limit=sql.Literal(results.count + 1),
-                offset=sql.Literal(results.offset),
-            ),
+            return self._page([], counted, results, used, sorted_by, params, has_next=False)
+        rows = await self.page_rows(
+            conn, filters, keys, cursor, count=results.count, offset=results.offset
         )
         page_rows = rows[: results.count]
+        if cursor is not None and cursor.backward:
+            page_rows.reverse()
         total: int | None = None
         if results.total != "none":
-            if results.offset == 0 and len(rows) <= results.count:
+            if results.offset == 0 and cursor is None and len(rows) <= results.count:
                 total = len(rows)
             else:
                 total = await self._total(conn, filters, results.total)
@@ -148,12 +150,47 @@ class SearchEngine:
             total,
             results,
             used,
-            sort_keys,
+            sorted_by,
             params,
             has_next=results.count > 0 and len(rows) > results.count,
         )
         page_included = shaping.shape(added, summary=results.summary, elements=None)
-        return SearchPage(**{**page.__dict__, "included": tuple(page_included)})
+        return SearchPage(
+            **{
+                **page.__dict__,
+                "included": tuple(page_included),
+                **cursors(page_rows, len(rows) > results.count, cursor, results),
+            }
+        )
+
+    async def page_rows(
+        self,
+        conn: psycopg.AsyncConnection,
+        filters: sql.Composable,
+        keys: list[SortKey],
+        cursor: Cursor | None,
+        *,
+        count: int,
+        offset: int = 0,
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``count + 1`` rows (``includes.COLUMNS`` then the keys' values) after the
+        cursor, in the order of ``keys`` (reversed when the cursor reads backward)."""
+        if cursor is not None:
+            filters = sql.SQL("{} AND {}").format(filters, after(keys, cursor))
+        return await self._fetch(
+            conn,
+            sql.SQL(
+                "SELECT {cols}, {values} FROM resource r WHERE {filters} ORDER BY {order}"
+                " LIMIT {limit} OFFSET {offset}"
+            ).format(
+                cols=includes.COLUMNS,
+                values=key_columns(keys),
+                filters=filters,
+                order=order_clause(keys, backward=cursor is not None and cursor.backward),
+                limit=sql.Literal(count + 1),
+                offset=sql.Literal(offset if cursor is None else 0),
+            ),
+        )
 
     def _scope(
         self,
@@ -243,6 +280,11 @@ class SearchEngine:
                 "the search ran past its time limit; add more selective parameters"
             ) from error
 
+    # Shared with the operations built on the engine (``everything``).
+    fetch = _fetch
+    set_timeout = _set_timeout
+    total = _total
+
     # -- history ----------------------------------------------------------------------
     async def history(
         self,
@@ -309,6 +351,30 @@ class SearchEngine:
             has_next=count > 0 and len(rows) > count,
             used_params=used,
         )
+
+
+KEY_VALUES_AT = 8  # the sort keys' values follow ``includes.COLUMNS`` in a page row
+
+
+def cursors(
+    page_rows: list[tuple[Any, ...]], more: bool, cursor: Cursor | None, results: ResultParams
+) -> dict[str, Any]:
+    """The ``_page`` cursors of a page's self, next and previous links.
+
+    ``more``: a row beyond the page was read in the direction of the query. Reading
+    forward, the rows before the page exist if it was reached by a link (or an offset);
+    reading backward, the rows after it do (the page came from there).
+    """
+    backward = cursor is not None and cursor.backward
+    found: dict[str, Any] = {"keyset": True, "self_page": results.page}
+    if not page_rows or results.count == 0:
+        return found
+    first, last = page_rows[0][KEY_VALUES_AT:], page_rows[-1][KEY_VALUES_AT:]
+    if backward or more:
+        found["next_page"] = encode(last)
+    if (backward and more) or (not backward and (cursor is not None or results.offset > 0)):
+        found["previous_page"] = encode(first, backward=True)
+    return found
 
 
 def _compartment(resource_type: str, owner_type: str, owner_id: str) -> sql.Composable:

@@ -16,6 +16,7 @@ from maillage.fhir.definitions import params_for, resource_types
 CONTROL = {
     "_count",
     "_offset",
+    "_page",
     "_sort",
     "_total",
     "_summary",
@@ -28,8 +29,8 @@ CONTROL = {
 }
 SUMMARY_MODES = ("true", "false", "count", "data", "text")
 TOTAL_MODES = ("none", "estimate", "accurate")
-# How the self link keeps each control (``_format``/``_pretty``/``_offset`` are the
-# links' own business).
+# How the self link keeps each control (``_format``/``_pretty``/``_offset``/``_page`` are
+# the links' own business).
 LINKED = {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude", "_type"}
 
 
@@ -52,6 +53,8 @@ class Include:
 class ResultParams:
     count: int
     offset: int = 0
+    # The keyset cursor of a page link (``paging``), opaque to the client.
+    page: str | None = None
     sort: str | None = None
     total: str = "accurate"
     summary: str | None = None
@@ -108,6 +111,9 @@ def parse_results(
             if not value.isdigit():
                 raise InvalidRequest(f"_offset must be a non-negative integer, not {value!r}")
             result.offset = int(value)
+            kept = False
+        elif base == "_page":
+            result.page = value or None
             kept = False
         elif base == "_sort":
             result.sort = value
