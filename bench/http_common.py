@@ -346,7 +346,7 @@ async def _seed(conninfo: str, count: int) -> list[str]:
     """Write ``count`` Patients with the store's SQL write function (body, meta, index rows)."""
     from maillage.fhir import sql_writes
     from maillage.fhir.indexing.extractor import extract_index
-    from maillage.fhir.repository import content_hash, format_instant, now_instant
+    from maillage.fhir.stamping import content_hash, format_instant, now_instant
 
     rng = random.Random(20240601)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from hashlib import blake2b
 from typing import Any
 
@@ -38,8 +38,8 @@ from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
 from maillage.fhir.read_batching import ReadBatcher
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search.everything import everything
+from maillage.fhir.stamping import check_id, content_hash, now_instant, stamp_meta
 from maillage.fhir.validation import require_known_type, validate_resource
-from maillage.fhir.validation_schema import primitives
 from maillage.security import AccessPolicy, Action, RequestContext
 from maillage.storage import Database
 
@@ -48,46 +48,6 @@ _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method,
 _FETCH_CURRENT = sql.SQL(
     f"SELECT {_STORED_COLUMNS} FROM resource r WHERE r.resource_type = %s AND r.id = %s AND "
 )
-
-
-def now_instant() -> datetime:
-    """Now, at the millisecond precision meta.lastUpdated carries."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def format_instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def content_hash(resource: dict[str, Any]) -> bytes:
-    """Hash of the content without server-managed meta, to spot unchanged re-writes."""
-    meta = {
-        k: v
-        for k, v in (resource.get("meta") or {}).items()
-        if k not in ("versionId", "lastUpdated")
-    }
-    clean = {k: v for k, v in resource.items() if k != "meta"}
-    if meta:
-        clean["meta"] = meta
-    return blake2b(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
-
-
-def stamp_meta(
-    resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
-) -> dict[str, Any]:
-    """The resource as stored: its id, meta.versionId and meta.lastUpdated set."""
-    meta = dict(resource.get("meta") or {})
-    meta["versionId"] = str(version_id)
-    meta["lastUpdated"] = format_instant(moment)
-    return {**resource, "id": resource_id, "meta": meta}
-
-
-def check_id(resource_id: str) -> None:
-    """The FHIR id rule (the validator's own), for ids that come from a URL."""
-    problem = primitives.check_id(resource_id)
-    if problem is not None:
-        raise InvalidRequest(problem)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from maillage.fhir import validation
 from maillage.fhir.definitions import resource_types, search_params
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.indexing.values import IndexRows
-from maillage.fhir.repository import check_id, content_hash, now_instant, stamp_meta
+from maillage.fhir.stamping import check_id, content_hash, now_instant, stamp_meta
 from maillage.fhir.validation import validate_resource
 from maillage.loading.readers import Item
 from maillage.security import AccessPolicy, Action, AllowAll, RequestContext
