@@ -97,7 +97,9 @@ def derived_resources(sample: dict[str, list[dict[str, Any]]]) -> list[dict[str,
                 "resourceType": "Observation",
                 "id": f"derived-obs-{number:03d}",
                 "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": f"{29463 + number % 4}-7"}]},
+                "code": {
+                    "coding": [{"system": "http://loinc.org", "code": f"{29463 + number % 4}-7"}]
+                },
                 "subject": encounter["subject"],
                 "encounter": {"reference": f"Encounter/{encounter['id']}"},
                 "effectiveDateTime": encounter["period"]["start"],
@@ -302,7 +304,7 @@ def compare_ranges(prefix: str, target: tuple[Any, Any], search: tuple[Any, Any]
 
 
 def split_prefix(value: str) -> tuple[str, str]:
-    if value[:2] in PREFIXES and value[2:3].isdigit() or value[2:3] == "-":
+    if value[:2] in PREFIXES and (value[2:3].isdigit() or value[2:3] == "-"):
         return value[:2], value[2:]
     return "eq", value
 
@@ -514,7 +516,9 @@ def token_matches(query: str, system: str | None, code: str) -> bool:
     return system == wanted_system and code == wanted_code
 
 
-def reference_matches(query: str, target_type: str | None, target_id: str | None, text: str) -> bool:
+def reference_matches(
+    query: str, target_type: str | None, target_id: str | None, text: str
+) -> bool:
     if target_id is None:
         return query == text
     if "/" not in query:
@@ -683,9 +687,7 @@ def to_minute(text: str) -> str:
     return text[:16] + (zone[1] if zone else "")
 
 
-def reference_candidates(
-    found: list[Any], rng: random.Random
-) -> Iterator[tuple[str | None, str]]:
+def reference_candidates(found: list[Any], rng: random.Random) -> Iterator[tuple[str | None, str]]:
     literal = [(t, i) for value in found for t, i, _ in references(value) if i is not None]
     identifiers = [found for value in found for found in reference_identifiers(value)]
     for system, value in pick(identifiers, rng, 1):
@@ -700,9 +702,7 @@ def reference_candidates(
     yield None, "Patient/no-such-patient"
 
 
-def quantity_candidates(
-    found: list[Any], rng: random.Random
-) -> Iterator[tuple[str | None, str]]:
+def quantity_candidates(found: list[Any], rng: random.Random) -> Iterator[tuple[str | None, str]]:
     for number, system, code in pick([q for v in found for q in quantities(v)], rng, 4):
         text = format(number, "f")
         yield None, text

@@ -11,8 +11,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from pathlib import Path
-import time
 import httpx
 import psycopg
 import pytest
@@ -82,16 +80,13 @@ def _describe(query: oracle.Query, got: frozenset[str] | str) -> str:
 def test_search_agrees_with_the_fhirpath_oracle(
     loaded: str, sample: dict[str, list[dict[str, object]]]
 ) -> None:
-    t0 = time.monotonic()
     plan = oracle.plan(sample, _indexed)
-    print("plan", time.monotonic() - t0)
     with (
         httpx.Client(base_url=loaded, timeout=60, headers={"Prefer": "handling=strict"}) as client,
-        ThreadPoolExecutor(max_workers=8) as pool,
+        ThreadPoolExecutor(max_workers=4) as pool,
     ):
         answers = list(pool.map(lambda query: _hub_ids(client, query), plan.queries))
 
-    print("queries", time.monotonic() - t0)
     by_param: dict[str, list[str]] = defaultdict(list)
     for query, got in zip(plan.queries, answers, strict=True):
         if got != query.expected and str(query) not in ACCEPTED:
@@ -99,7 +94,8 @@ def test_search_agrees_with_the_fhirpath_oracle(
     skipped_fhirpath = {k: v for k, v in plan.skipped.items() if v.startswith("fhirpathpy")}
     print(  # noqa: T201 - the figures of the run, shown with -s
         f"\nconformance: {len(plan.queries)} queries {dict(sorted(plan.per_kind.items()))};"
-        f" {len(skipped_fhirpath)} parameters fhirpathpy cannot evaluate {sorted(skipped_fhirpath)};"
+        f" {len(skipped_fhirpath)} parameters fhirpathpy cannot evaluate"
+        f" {sorted(skipped_fhirpath)};"
         f" {len(plan.skipped) - len(skipped_fhirpath)} not indexed by the hub;"
         f" {len(plan.without_values)} without values in the sample;"
         f" {sum(map(len, by_param.values()))} mismatches"
@@ -107,7 +103,6 @@ def test_search_agrees_with_the_fhirpath_oracle(
     report = "\n".join(
         f"{name} ({len(lines)}):\n" + "\n".join(lines) for name, lines in sorted(by_param.items())
     )
-    Path("/tmp/conformance-report.txt").write_text(report)
     assert not by_param, f"the hub disagrees with the oracle:\n{report}"
     assert len(plan.queries) >= MIN_QUERIES
     assert {"token", "string", "date", "reference", "quantity", "number"} <= set(plan.per_kind)
