@@ -9,6 +9,7 @@ database is created for the run and dropped after it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -37,6 +38,7 @@ TABLES = (
     "sp_quantity",
     "sp_uri",
     "sp_reference",
+    "job",
 )
 
 
@@ -120,13 +122,22 @@ class RunningHub:
 
 @pytest.fixture(scope="session")
 def hub(database_url: str) -> Iterator[RunningHub]:
-    settings = Settings(database_url=database_url, max_body_bytes=1024 * 1024)
+    settings = Settings(
+        database_url=database_url,
+        max_body_bytes=1024 * 1024,
+        data_dir=Path(tempfile.mkdtemp(prefix="mh-", dir="/tmp")),
+        # jobs: quick polls, and a worker taken for dead after 2 s without a heartbeat
+        job_poll_interval_s=0.1,
+        job_heartbeat_s=0.5,
+        job_stale_after_s=2.0,
+    )
     running = RunningHub(settings, database_url)
     running.start()
     try:
         yield running
     finally:
         running.stop()
+        shutil.rmtree(settings.exports_path.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -21,12 +21,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from maillage.errors import Issue
 from maillage.fhir import validation
 from maillage.fhir.definitions import search_params
+from maillage.fhir.export import EXPORT_KIND, ExportService
+from maillage.fhir.http.export import ExportApi
 from maillage.fhir.http.outcomes import operation_outcome
 from maillage.fhir.http.paths import LogicalIdSegment, ResourceTypeSegment
 from maillage.fhir.http.responses import fhir_response
 from maillage.fhir.http.routes import FhirApi, Handler, fhir_endpoint
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
+from maillage.jobs import JobService, Worker
 from maillage.security import AllowAll
 from maillage.settings import Settings
 from maillage.storage import Database
@@ -94,7 +97,8 @@ class ReadByIdFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
             match = self.pattern.fullmatch(scope["path"])
-            if match is not None:
+            # ``Patient/$export`` is an operation, not a read.
+            if match is not None and not match[2].startswith("$"):
                 scope["path_params"] = {"type": match[1], "id": match[2]}
                 request = Request(scope, receive, send)
                 response = await self.endpoint(request)
@@ -141,6 +145,15 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
     )
     store = FhirStore(database, AllowAll(), engine)
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
+    jobs = JobService(database, max_attempts=settings.job_max_attempts)
+    exports = ExportService(store, jobs, settings.exports_path)
+    worker = Worker(
+        jobs,
+        {EXPORT_KIND: exports.run},
+        poll_interval_s=settings.job_poll_interval_s,
+        heartbeat_s=settings.job_heartbeat_s,
+        stale_after_s=settings.job_stale_after_s,
+    )
 
     async def health(request: Request) -> Response:
         ready = await database.is_ready()
@@ -163,14 +176,22 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         # each of which took ~190 ms and stalled every request in flight (the p99).
         gc.collect()
         gc.freeze()
+        worker.start()
         log.info("hub ready, FHIR base /fhir")
         try:
             yield
         finally:
+            await worker.stop()
             await database.close()
 
     app = Starlette(
-        routes=[Route("/health", health), Route("/metrics", metrics), *api.routes("/fhir")],
+        routes=[
+            Route("/health", health),
+            Route("/metrics", metrics),
+            # before the generic routes: ``/fhir/Patient/$export`` would match a read by id
+            *ExportApi(exports, api.base_url).routes("/fhir"),
+            *api.routes("/fhir"),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         lifespan=lifespan,
     )
@@ -178,6 +199,7 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
     app.add_middleware(ReadByIdFastPath, endpoint=fhir_endpoint(api.instance), prefix="/fhir")
     app.add_middleware(MetricsMiddleware)
     app.state.store = store
+    app.state.jobs = jobs
     return app
 
 

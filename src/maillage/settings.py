@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     # Statement timeout for searches, so that a runaway query answers 503, not a hang.
     search_timeout_ms: int = 10_000
     log_level: str = "INFO"
+    # Bulk Data export files; ``data_dir / "exports"`` when unset.
+    export_dir: Path | None = None
+    # Background jobs: how often an idle worker looks for work, how often a running job's
+    # heartbeat is refreshed, and after how long without one its worker is taken for dead.
+    job_poll_interval_s: float = 1.0
+    job_heartbeat_s: float = 5.0
+    job_stale_after_s: float = 30.0
+    job_max_attempts: int = 3
+
+    @property
+    def exports_path(self) -> Path:
+        return self.export_dir if self.export_dir is not None else self.data_dir / "exports"
 
 
 def load_settings(**overrides: object) -> Settings:

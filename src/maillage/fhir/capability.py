@@ -146,6 +146,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "resource": list(_resources()),
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
                 "searchParam": _system_params(),
+                "operation": operations.system_level(),
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             }
         ],

@@ -14,6 +14,7 @@ from maillage.errors import (
     InvalidRequest,
     MaillageError,
     MethodNotAllowed,
+    NotFound,
     UnsupportedMediaType,
 )
 from maillage.fhir import bundling, operations
@@ -195,6 +196,8 @@ class FhirApi:
             pairs = pairs + operations.from_parameters(await req.json_body(request, self.max_body))
         strict = req.preferences(request).handling == "strict"
         args = operations.parse_arguments(operation, pairs, strict=strict)
+        if operation.handler is None:
+            raise NotFound(f"${operation.name} is served with Prefer: respond-async only")
         page = await operation.handler(self.repo(request), p["id"], args)
         base = self.base_url(request)
         self_url = f"{base}/{p['type']}/{p['id']}/${operation.name}"

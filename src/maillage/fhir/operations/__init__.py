@@ -35,11 +35,14 @@ Handler = Callable[[Repository, str | None, dict[str, Any]], Awaitable[SearchPag
 @dataclass(frozen=True)
 class Operation:
     name: str
-    level: str  # "instance" (type-level and system-level ones would add their own)
-    resource_type: str
+    level: str  # "system", "type" or "instance"
+    resource_type: str | None
     definition: str
     parameters: tuple[Parameter, ...]
-    handler: Handler
+    # None: an asynchronous operation (Bulk Data ``$export``), kicked off by its own
+    # route (``fhir/http/export.py``) into a background job; its parameters are still
+    # parsed here.
+    handler: Handler | None = None
 
 
 async def _everything(
@@ -55,6 +58,12 @@ async def _everything(
     )
 
 
+_EXPORT_PARAMETERS = (
+    Parameter("_outputFormat", "string"),
+    Parameter("_since", "instant"),
+    Parameter("_type", "types"),
+)
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         name="everything",
@@ -69,6 +78,28 @@ OPERATIONS: tuple[Operation, ...] = (
             Parameter("_page", "string"),
         ),
         handler=_everything,
+    ),
+    *(
+        Operation(
+            name="export",
+            level=level,
+            resource_type=resource_type,
+            definition=definition,
+            parameters=_EXPORT_PARAMETERS,
+        )
+        for level, resource_type, definition in (
+            ("system", None, "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"),
+            (
+                "type",
+                "Patient",
+                "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+            ),
+            (
+                "instance",
+                "Group",
+                "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+            ),
+        )
     ),
 )
 
@@ -91,6 +122,15 @@ def for_type(resource_type: str) -> list[dict[str, str]]:
         {"name": operation.name, "definition": operation.definition}
         for operation in OPERATIONS
         if operation.resource_type == resource_type
+    ]
+
+
+def system_level() -> list[dict[str, str]]:
+    """CapabilityStatement ``rest.operation`` entries (system-level operations)."""
+    return [
+        {"name": operation.name, "definition": operation.definition}
+        for operation in OPERATIONS
+        if operation.level == "system"
     ]
 
 

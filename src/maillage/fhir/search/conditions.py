@@ -161,9 +161,22 @@ def token_where(
 def token_condition(
     resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
-    where, _ = token_where([resource_type], code, value)
-    condition = in_index("sp_token", resource_type, code, where, alias)
+    where, needs_type = token_where([resource_type], code, value)
+    if needs_type:
+        condition = in_index("sp_token", resource_type, code, where, alias)
+    else:
+        condition = hashed_in_index(where, alias)
     return negate(condition) if modifier == "not" else condition
+
+
+def hashed_in_index(where: sql.Composable, alias: str = "r") -> Condition:
+    """``alias`` has a token row whose hash meets ``where``. A hash already carries the
+    resource type and the parameter (``token_hash(type, param, ...)``), so the rows' type
+    and param are not filtered again: PostgreSQL answers from the ``(hash, rid)`` index
+    alone (an index-only scan) instead of visiting every matching heap row."""
+    return sql.SQL("{alias}.rid IN (SELECT x.rid FROM sp_token x WHERE {where})").format(
+        alias=sql.Identifier(alias), where=where
+    )
 
 
 def of_type_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:

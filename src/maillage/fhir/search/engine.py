@@ -37,6 +37,8 @@ __all__ = ["SearchEngine", "Visible"]
 
 # ``_total=estimate``: counted exactly up to this many, else the planner's estimate.
 ESTIMATE_CAP = 10_000
+# Beyond this many conditions the planner keeps the join order as written (``_set_timeout``).
+JOIN_SEARCH_MAX = 8
 
 
 def _allow_all(resource_type: str) -> None:
@@ -115,7 +117,7 @@ class SearchEngine:
         keys, sorted_by = sort_keys(resource_type, results.sort, strict=strict)
         cursor = decode(results.page, keys) if results.page else None
         filters = sql.SQL(" AND ").join([*scope, sql.SQL("NOT r.deleted"), visible("r"), *where])
-        await self._set_timeout(conn)
+        await self._set_timeout(conn, len(where))
         if results.summary == "count":
             counted = await self._total(
                 conn, filters, "accurate" if results.total == "none" else results.total
@@ -264,16 +266,24 @@ class SearchEngine:
         )
         return int(found[0][0])
 
-    async def _set_timeout(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(
-            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self.timeout_ms))
+    async def _set_timeout(self, conn: psycopg.AsyncConnection, conditions: int = 0) -> None:
+        """The search's time limit, for the transaction only; with many conditions, also
+        the join order as written: PostgreSQL otherwise searches the orders of every
+        ``IN (SELECT ...)`` it pulls up (36 conditions on an empty database: planning
+        31 ms, 11 ms with the order fixed). One statement, one round trip."""
+        limit = sql.SQL("set_config('statement_timeout', {}, true)").format(
+            sql.Literal(str(self.timeout_ms))
         )
+        if conditions > JOIN_SEARCH_MAX:
+            limit = sql.SQL("{}, set_config('join_collapse_limit', '1', true)").format(limit)
+        await conn.execute(sql.SQL("SELECT {}").format(limit))
 
     async def _fetch(
         self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
     ) -> list[tuple[Any, ...]]:
+        statement, values = parameterized(query)
         try:
-            cursor = await conn.execute(query)
+            cursor = await conn.execute(statement, values)
             return list(await cursor.fetchall())
         except psycopg.errors.QueryCanceled as error:
             raise QueryTimeout(
@@ -351,6 +361,28 @@ class SearchEngine:
             has_next=count > 0 and len(rows) > count,
             used_params=used,
         )
+
+
+def parameterized(query: sql.Composable) -> tuple[sql.Composable, list[Any]]:
+    """The query with each ``sql.Literal`` replaced by a server-side parameter, and the
+    parameters' values in order.
+
+    Conditions are composed with literals (simple to read and to nest); sending them as
+    parameters keeps one statement text per search shape, so the pool's connections
+    prepare it once (``prepare_threshold``) and PostgreSQL parses it once, instead of
+    preparing and evicting a new text for every value searched.
+    """
+    values: list[Any] = []
+
+    def walk(node: sql.Composable) -> sql.Composable:
+        if isinstance(node, sql.Literal):
+            values.append(node.obj)
+            return sql.Placeholder()
+        if isinstance(node, sql.Composed):
+            return sql.Composed([walk(part) for part in node])
+        return node
+
+    return walk(query), values
 
 
 KEY_VALUES_AT = 8  # the sort keys' values follow ``includes.COLUMNS`` in a page row
