@@ -35,6 +35,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "create": ["--duration", "5", "--warmup", "2"],
     "transaction": ["--bundles", "8", "--warmup", "2"],
     "bulk_load": ["--resources", "10000"],
+    "search": ["--duration", "3", "--warmup", "1", "--patients", "3000"],
 }
 
 

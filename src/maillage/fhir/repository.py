@@ -104,6 +104,17 @@ class Repository:
             async with self.store.db.connection() as conn:
                 yield conn
 
+    @asynccontextmanager
+    async def _search_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """For a search: the open transaction's connection, else a transaction in pipeline
+        mode, so that BEGIN, the search's time limit and its page query reach PostgreSQL
+        in one round trip (and COMMIT with the last one) instead of one each."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self.store.db.connection() as conn, conn.pipeline(), conn.transaction():
+                yield conn
+
     def _authorize(self, action: Action, resource_type: str, resource: Any = None) -> None:
         self.store.policy.authorize(self.ctx, action, resource_type, resource)
 
@@ -168,7 +179,7 @@ class Repository:
         if resource_type is not None:
             require_known_type(resource_type)
         self._authorize(Action.SEARCH, resource_type or "*")
-        async with self._connection() as conn:
+        async with self._search_connection() as conn:
             return await self.store.search_engine.search(
                 conn,
                 resource_type,

@@ -363,7 +363,7 @@ class SearchEngine:
         )
 
 
-def parameterized(query: sql.Composable) -> tuple[sql.Composable, list[Any]]:
+def parameterized(query: sql.Composable) -> tuple[sql.Composed, list[Any]]:
     """The query with each ``sql.Literal`` replaced by a server-side parameter, and the
     parameters' values in order.
 
@@ -376,13 +376,13 @@ def parameterized(query: sql.Composable) -> tuple[sql.Composable, list[Any]]:
 
     def walk(node: sql.Composable) -> sql.Composable:
         if isinstance(node, sql.Literal):
-            values.append(node.obj)
+            values.append(node._obj)  # psycopg keeps the value there (no public accessor)
             return sql.Placeholder()
         if isinstance(node, sql.Composed):
             return sql.Composed([walk(part) for part in node])
         return node
 
-    return walk(query), values
+    return sql.Composed([walk(query)]), values
 
 
 KEY_VALUES_AT = 8  # the sort keys' values follow ``includes.COLUMNS`` in a page row
