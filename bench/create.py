@@ -24,8 +24,10 @@ from bench.http_common import (
     fresh_database,
     machine_description,
     postgres_server,
+    profile_sections,
     profile_summary,
     profiling,
+    rate_table,
     ratio,
     require_wrk,
     run_wrk,
@@ -185,24 +187,15 @@ def _markdown(
         f"rows) from {args.connections} asyncio tasks through psycopg 3, pool of 10 per "
         "process, as many processes as the hub has workers. A fresh database per row.",
         "",
-        "| workers | HTTP creates/s | p50 ms | p99 ms | errors | SQL floor/s | floor p99 ms "
-        "| ratio | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *rate_table(rows, "HTTP creates/s"),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['workers']} | {row['rate']:,.0f} | {row['p50_ms']:.2f} | "
-            f"{row['p99_ms']:.2f} | {row['errors']} | {row['floor_rate']:,.0f} | "
-            f"{row['floor_p99_ms']:.2f} | {row['ratio']:.0%} | {row['verdict']} |"
-        )
     lines += [
         "",
         f"Target: ≥ {TARGET_RATE:,.0f} creates/s (p99 reported). "
         f"Best: {best['workers']} worker(s).",
         "",
     ]
-    for name, summary in profiles.items():
-        lines += [f"### Profile {name} (py-spy)", "", "```", summary, "```", ""]
+    lines += profile_sections(profiles)
     return "\n".join(lines)
 
 

@@ -827,3 +827,26 @@ def verdict(ok: bool) -> str:
 def fail(error: BenchError) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
+
+
+def rate_table(rows: list[dict[str, Any]], rate_header: str) -> list[str]:
+    """The markdown table of HTTP figures beside their SQL floors, one row per worker count."""
+    lines = [
+        f"| workers | {rate_header} | p50 ms | p99 ms | errors | SQL floor/s | floor p99 ms "
+        "| ratio | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['workers']} | {row['rate']:,.0f} | {row['p50_ms']:.2f} | "
+            f"{row['p99_ms']:.2f} | {row['errors']} | {row['floor_rate']:,.0f} | "
+            f"{row['floor_p99_ms']:.2f} | {row['ratio']:.0%} | {row['verdict']} |"
+        )
+    return lines
+
+
+def profile_sections(profiles: dict[str, str]) -> list[str]:
+    lines: list[str] = []
+    for name, summary in profiles.items():
+        lines += [f"### Profile {name} (py-spy)", "", "```", summary, "```", ""]
+    return lines

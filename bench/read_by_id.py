@@ -18,8 +18,10 @@ from bench.http_common import (
     fresh_database,
     machine_description,
     postgres_server,
+    profile_sections,
     profile_summary,
     profiling,
+    rate_table,
     ratio,
     require_wrk,
     run_wrk,
@@ -162,24 +164,15 @@ def _markdown(
         f"{args.connections} asyncio tasks through psycopg 3 (pool of 10 per process, "
         "uvloop), split over as many processes as the hub has workers.",
         "",
-        "| workers | HTTP req/s | p50 ms | p99 ms | errors | SQL floor/s | floor p99 ms "
-        "| ratio | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *rate_table(rows, "HTTP req/s"),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['workers']} | {row['rate']:,.0f} | {row['p50_ms']:.2f} | "
-            f"{row['p99_ms']:.2f} | {row['errors']} | {row['floor_rate']:,.0f} | "
-            f"{row['floor_p99_ms']:.2f} | {row['ratio']:.0%} | {row['verdict']} |"
-        )
     lines += [
         "",
         f"Targets: ≥ {TARGET_RATE:,.0f} req/s, p99 < {TARGET_P99_MS:.0f} ms, "
         f"≥ {TARGET_RATIO:.0%} of the floor. Best: {best['workers']} worker(s).",
         "",
     ]
-    for name, summary in profiles.items():
-        lines += [f"### Profile {name} (py-spy)", "", "```", summary, "```", ""]
+    lines += profile_sections(profiles)
     return "\n".join(lines)
 
 
