@@ -23,6 +23,7 @@ from psycopg import sql
 
 from maillage.errors import (
     Conflict,
+    Forbidden,
     Gone,
     IdMismatch,
     InvalidRequest,
@@ -56,6 +57,7 @@ class _Current:
     version_id: int
     deleted: bool
     content_hash: bytes | None
+    visible: bool = True
 
 
 class FhirStore:
@@ -280,6 +282,8 @@ class Repository:
         self._authorize(Action.UPDATE, resource_type, resource)
         async with self._connection() as conn:
             current = await self._lock_current(conn, resource_type, resource_id)
+            if current is not None and not current.visible:
+                raise Forbidden(f"this user may not write {resource_type}/{resource_id}")
             if current is None:
                 if if_match is not None:
                     raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
@@ -358,8 +362,9 @@ class Repository:
         require_known_type(resource_type)
         self._authorize(Action.DELETE, resource_type)
         async with self._connection() as conn:
-            current = await self._lock_current(conn, resource_type, resource_id)
-            if current is None or current.deleted:
+            current = await self._lock_current(conn, resource_type, resource_id, Action.DELETE)
+            # A row the caller may not see is, for them, a resource that does not exist.
+            if current is None or current.deleted or not current.visible:
                 return None
             moment = now_instant()
             await sql_writes.mark_deleted(
@@ -428,15 +433,23 @@ class Repository:
         return StoredResource.from_row(row) if row else None
 
     async def _lock_current(
-        self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
+        self,
+        conn: psycopg.AsyncConnection,
+        resource_type: str,
+        resource_id: str,
+        action: Action = Action.UPDATE,
     ) -> _Current | None:
-        cursor = await conn.execute(
-            "SELECT rid, version_id, deleted, content_hash FROM resource"
-            " WHERE resource_type = %s AND id = %s FOR UPDATE",
-            (resource_type, resource_id),
-        )
+        """The current row, locked; ``visible`` says whether the policy lets this caller
+        see it (writes apply the same row filter as reads)."""
+        query = sql.SQL(
+            "SELECT r.rid, r.version_id, r.deleted, r.content_hash, ({visible}) FROM resource r"
+            " WHERE r.resource_type = %s AND r.id = %s FOR UPDATE"
+        ).format(visible=self._visible(action, "r"))
+        cursor = await conn.execute(query, (resource_type, resource_id))
         row = await cursor.fetchone()
-        return _Current(int(row[0]), int(row[1]), bool(row[2]), row[3]) if row else None
+        if row is None:
+            return None
+        return _Current(int(row[0]), int(row[1]), bool(row[2]), row[3], bool(row[4]))
 
     def _stamp(
         self, resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
