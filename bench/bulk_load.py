@@ -211,9 +211,11 @@ class Sampler:
             self._stop.wait(0.05)
 
 
-def run_loader(conninfo: str, folder: Path, profile_to: Path | None) -> dict[str, Any]:
+def run_loader(
+    conninfo: str, folder: Path, profile_to: Path | None, extra_args: list[str] | None = None
+) -> dict[str, Any]:
     env = {**os.environ, "MAILLAGE_DATABASE_URL": conninfo}
-    command = [sys.executable, "-m", "maillage", "load", str(folder)]
+    command = [sys.executable, "-m", "maillage", "load", *(extra_args or []), str(folder)]
     if profile_to is not None:
         tool = py_spy()
         if tool is None:

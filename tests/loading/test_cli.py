@@ -98,3 +98,12 @@ def test_the_installed_command_loads_a_folder(clean_database: str, tmp_path: Pat
     assert finished.returncode == 0, finished.stderr
     assert "loaded: 7" in finished.stdout
     assert scalar(clean_database, "SELECT count(*) FROM resource") == 7
+
+
+def test_no_index_loads_and_says_searches_need_a_reindex(clean_database: str) -> None:
+    code, output = _load(clean_database, "--no-index", str(SMALL_TERRITORY))
+
+    assert code == 0, output
+    assert "loaded: 7" in output
+    assert "maillage reindex" in output
+    assert scalar(clean_database, "SELECT count(*) FROM sp_token") == 0

@@ -326,3 +326,16 @@ def test_rows_created_by_another_writer_meanwhile_are_merged_not_duplicated(
 
     assert (report.created, report.unchanged, report.rejected) == (0, 7, [])
     assert scalar(clean_database, "SELECT count(*) FROM resource") == 7
+
+
+def test_a_load_without_index_stores_the_resources_and_no_index_rows(
+    clean_database: str, tmp_path: Path
+) -> None:
+    report = BulkLoader(clean_database, index=False, workers=2, chunk_size=2).load_paths(
+        [SMALL_TERRITORY]
+    )
+
+    assert (report.loaded, report.indexed) == (7, False)
+    assert scalar(clean_database, "SELECT count(*) FROM resource") == 7
+    for table in ("sp_token", "sp_string", "sp_date", "sp_reference"):
+        assert scalar(clean_database, f"SELECT count(*) FROM {table}") == 0, table

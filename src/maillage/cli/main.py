@@ -126,6 +126,11 @@ def load(
     ),
     data_dir: Path = DataDirOption,
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad line."),
+    no_index: bool = typer.Option(
+        False,
+        "--no-index",
+        help="Store without search index rows (faster); run `maillage reindex` afterwards.",
+    ),
 ) -> None:
     """Bulk-load FHIR resources (PostgreSQL COPY), idempotently."""
     settings = load_settings(data_dir=data_dir)
@@ -139,7 +144,7 @@ def load(
         from maillage.loading.cli import run_load
 
         with running_database(settings) as conninfo:
-            code = run_load(conninfo, paths, strict=strict)
+            code = run_load(conninfo, paths, strict=strict, index=not no_index)
     except MaillageError as error:
         _fail(error)
     raise typer.Exit(code=code)

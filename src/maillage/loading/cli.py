@@ -19,10 +19,11 @@ EXIT_REJECTED = 1
 _MAX_LISTED = 50
 
 
-def run_load(conninfo: str, paths: list[Path], *, strict: bool) -> int:
+def run_load(conninfo: str, paths: list[Path], *, strict: bool, index: bool = True) -> int:
     """Load ``paths`` into the database at ``conninfo``; returns the process exit code."""
     errors = Console(stderr=True)
-    report = BulkLoader(conninfo).load_paths(paths, strict=strict, progress=errors.is_terminal)
+    loader = BulkLoader(conninfo, index=index)
+    report = loader.load_paths(paths, strict=strict, progress=errors.is_terminal)
     print_summary(report, Console(), errors)
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
@@ -46,6 +47,12 @@ def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if not report.indexed and report.loaded:
+        errors.print(
+            "[yellow]loaded without search index[/yellow] (--no-index): searches do not find "
+            "these resources until `maillage reindex` has run.",
+            highlight=False,
+        )
     if report.stopped:
         errors.print(
             "[red]stopped[/red]: --strict and a bad line was found; the chunk holding it "

@@ -77,6 +77,8 @@ class PreparedChunk:
 
 _policy: AccessPolicy = AllowAll()
 _ctx: RequestContext = RequestContext.system("loader")
+# False for a load that skips the search index (`maillage load --no-index`).
+_index: bool = True
 
 
 def warm_up() -> None:
@@ -87,10 +89,11 @@ def warm_up() -> None:
     validation.warm_up()
 
 
-def configure_worker(policy: AccessPolicy, ctx: RequestContext) -> None:
-    """The access decision point and context preparation answers to (in this process)."""
-    global _policy, _ctx
-    _policy, _ctx = policy, ctx
+def configure_worker(policy: AccessPolicy, ctx: RequestContext, index: bool = True) -> None:
+    """The access decision point and context preparation answers to (in this process),
+    and whether it extracts index rows."""
+    global _policy, _ctx, _index
+    _policy, _ctx, _index = policy, ctx, index
 
 
 # Workers run at a lower priority: the single database session that writes the chunks is
@@ -98,9 +101,9 @@ def configure_worker(policy: AccessPolicy, ctx: RequestContext) -> None:
 WORKER_NICENESS = 5
 
 
-def start_worker(policy: AccessPolicy, ctx: RequestContext) -> None:
+def start_worker(policy: AccessPolicy, ctx: RequestContext, index: bool = True) -> None:
     """Pool initializer of a worker process."""
-    configure_worker(policy, ctx)
+    configure_worker(policy, ctx, index)
     if WORKER_NICENESS and hasattr(os, "nice"):
         os.nice(WORKER_NICENESS)
 
@@ -249,7 +252,8 @@ def prepare_one(resource: Any, moment: datetime) -> tuple[dict[str, Any], str, b
         resource_id, method = str(given_id), "PUT"
         check_id(resource_id)
     stamped = stamp_meta(resource, resource_id, 1, moment)
-    return stamped, method, orjson.dumps(stamped), extract_index(stamped)
+    rows = extract_index(stamped) if _index else IndexRows()
+    return stamped, method, orjson.dumps(stamped), rows
 
 
 def prepare_chunk(items: list[Item]) -> PreparedChunk:

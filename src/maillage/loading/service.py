@@ -97,6 +97,8 @@ class LoadReport:
     writing_seconds: float = 0.0
     # True when ``strict`` stopped the load at a bad chunk.
     stopped: bool = False
+    # False when the load skipped the search index (``BulkLoader(index=False)``).
+    indexed: bool = True
 
     @property
     def processed(self) -> int:
@@ -147,6 +149,7 @@ class BulkLoader:
         ctx: RequestContext | None = None,
         chunk_size: int = 2000,
         workers: int | None = None,
+        index: bool = True,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -155,6 +158,9 @@ class BulkLoader:
         self.ctx = ctx if ctx is not None else RequestContext.system("loader")
         self.chunk_size = chunk_size
         self.workers = _default_workers() if workers is None else workers
+        # False: resources are stored without search index rows (searches miss them
+        # until a reindex); for a fast first load, and to measure what indexing costs.
+        self.index = index
 
     # -- entry points -------------------------------------------------------------
     def load_resources(
@@ -248,7 +254,7 @@ class BulkLoader:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=start_worker,
-            initargs=(self.policy, self.ctx),
+            initargs=(self.policy, self.ctx, self.index),
         )
         try:
             pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
@@ -272,8 +278,8 @@ class BulkLoader:
         progress: Any,
         tracker: ProgressTracker | None = None,
     ) -> LoadReport:
-        report = LoadReport()
-        configure_worker(self.policy, self.ctx)
+        report = LoadReport(indexed=self.index)
+        configure_worker(self.policy, self.ctx, self.index)
         started = time.perf_counter()
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
             create_staging(conn)

@@ -1,0 +1,127 @@
+"""The data set of the scale benchmark: the Synthea 10-patient export replicated with new
+ids and new patients up to a target count (1,000,000 resources by default), plus one
+patient who owns ``heavy`` resources (for ``$everything``).
+
+Copies are made on the raw JSON lines, not parsed objects (a million resources): every
+id in the sample is a UUID, so appending ``-c<N>`` to every UUID in a line renames the
+resource, its references, its identifier values and its conditional references together,
+consistently within the copy. Patients of copy N get family names ending in a tag of
+their own (``Upton904`` -> ``Upton904qb``), so a name search finds one copy's patients,
+not the same name 140 times.
+
+Synthetic data only (Synthea, Apache-2.0): no real person.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from bench.http_common import ROOT, BenchError
+
+SOURCE = ROOT.parent / "shared" / "data" / "synthea" / "10-patients"
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_FAMILY = re.compile(rb'"family":"([^"\\]+)"')
+_PATIENT_REF = re.compile(rb'"reference":"Patient/([^"]+)"')
+
+
+def copy_tag(copy: int) -> str:
+    """Letters that tell copy ``copy`` apart in family names (a, b, ..., ba, bb, ...)."""
+    letters = ""
+    copy += 26  # two letters at least: a one-letter tag is a prefix of many others
+    while copy:
+        copy, digit = divmod(copy, 26)
+        letters = chr(ord("a") + digit) + letters
+    return letters
+
+
+def _source_lines() -> list[tuple[str, bytes]]:
+    if not SOURCE.is_dir():
+        raise BenchError(f"{SOURCE} not found: the shared data folder must sit beside the repo")
+    lines = []
+    for path in sorted(SOURCE.glob("*.ndjson")):
+        resource_type = path.name.split(".")[0]
+        with path.open("rb") as source:
+            lines += [(resource_type, line.rstrip(b"\n")) for line in source if line.strip()]
+    return lines
+
+
+def _renamed(line: bytes, suffix: bytes) -> bytes:
+    return _UUID.sub(lambda match: match.group(0) + suffix, line)
+
+
+def _with_family_tag(line: bytes, tag: bytes) -> bytes:
+    return _FAMILY.sub(lambda match: b'"family":"' + match.group(1) + tag + b'"', line)
+
+
+def _heaviest_patient(lines: list[tuple[str, bytes]]) -> bytes:
+    counts: dict[bytes, int] = {}
+    for _, line in lines:
+        for found in set(_PATIENT_REF.findall(line)):
+            counts[found] = counts.get(found, 0) + 1
+    return max(counts, key=lambda key: counts[key])
+
+
+def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
+    """Write the data set in ``folder`` (one NDJSON file per type), unless the folder
+    already holds the same one. Returns what it holds."""
+    marker = folder.parent / f"{folder.name}.json"  # beside: the loader reads the folder
+    wanted = {"target": target, "heavy": heavy, "source": str(SOURCE)}
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if all(found.get(key) == value for key, value in wanted.items()):
+            return found  # type: ignore[no-any-return]
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.ndjson"):
+        old.unlink()
+    lines = _source_lines()
+    heavy_id = _heaviest_patient(lines)
+    outputs: dict[str, list[bytes]] = {}
+    written = 0
+    # The heavy patient first: one copy where every patient reference points at them,
+    # cut at ``heavy`` resources in their compartment (the patient included).
+    suffix = b"-h"
+    owned = 1
+    for resource_type, line in lines:
+        if resource_type == "Patient":
+            if b'"id":"' + heavy_id + b'"' not in line:
+                continue
+            line = _with_family_tag(line, b"heavy")
+        elif _PATIENT_REF.search(line):
+            if owned >= heavy:
+                continue
+            line = _PATIENT_REF.sub(b'"reference":"Patient/' + heavy_id + b'"', line)
+            owned += 1
+        outputs.setdefault(resource_type, []).append(_renamed(line, suffix))
+        written += 1
+    copies = 0
+    while written < target:
+        suffix = f"-c{copies}".encode()
+        tag = copy_tag(copies).encode()
+        for resource_type, line in lines:
+            if resource_type == "Patient":
+                line = _with_family_tag(line, tag)
+            outputs.setdefault(resource_type, []).append(_renamed(line, suffix))
+            written += 1
+        copies += 1
+        if copies % 20 == 0 or written >= target:
+            _flush(folder, outputs)
+    _flush(folder, outputs)
+    summary: dict[str, int | str] = {
+        **wanted,
+        "resources": written,
+        "copies": copies,
+        "heavy_patient": (heavy_id + b"-h").decode(),
+        "heavy_resources": owned,
+    }
+    marker.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _flush(folder: Path, outputs: dict[str, list[bytes]]) -> None:
+    for resource_type, pending in outputs.items():
+        if pending:
+            with (folder / f"{resource_type}.ndjson").open("ab") as out:
+                out.write(b"\n".join(pending) + b"\n")
+            pending.clear()
