@@ -80,13 +80,15 @@ async def everything(
         sql.SQL("NOT r.deleted"),
         visible("r"),
         sql.SQL("r.resource_type = ANY({})").format(sql.Literal(wanted)),
+        # One set of rids (the Patient's, then its compartment's): an OR of the two would
+        # make PostgreSQL scan the whole resource table.
         sql.SQL(
-            "({patient} OR r.rid IN (SELECT x.rid FROM sp_reference x"
+            "r.rid IN (SELECT p.rid FROM resource p WHERE p.resource_type = 'Patient'"
+            " AND p.id = {id} UNION ALL SELECT x.rid FROM sp_reference x"
             " JOIN unnest({types}::text[], {codes}::text[]) AS m(t, c)"
             " ON x.resource_type = m.t AND x.param = m.c"
-            " WHERE x.target_type = 'Patient' AND x.target_id = {id}))"
+            " WHERE x.target_type = 'Patient' AND x.target_id = {id})"
         ).format(
-            patient=the_patient,
             types=sql.Literal(link_types),
             codes=sql.Literal(link_codes),
             id=sql.Literal(patient_id),
