@@ -55,10 +55,11 @@ _SUBJECTS = (
 )
 _EVERYTHING = (
     "SELECT r.resource_type, r.id, r.content, r.rid FROM resource r WHERE NOT r.deleted AND"
-    " ((r.resource_type = 'Patient' AND r.id = %(patient)s) OR r.rid IN (SELECT x.rid"
+    " r.rid IN (SELECT p.rid FROM resource p WHERE p.resource_type = 'Patient'"
+    " AND p.id = %(patient)s UNION ALL SELECT x.rid"
     " FROM sp_reference x JOIN unnest(%(types)s::text[], %(codes)s::text[]) AS m(t, c)"
     " ON x.resource_type = m.t AND x.param = m.c"
-    " WHERE x.target_type = 'Patient' AND x.target_id = %(patient)s))"
+    " WHERE x.target_type = 'Patient' AND x.target_id = %(patient)s)"
 )
 _REFERENCED = (
     "SELECT t.resource_type, t.id, t.content FROM resource t WHERE NOT t.deleted AND"

@@ -25,6 +25,7 @@ import uvicorn
 from fhirpy import SyncFHIRClient
 
 from maillage.app import create_app
+from maillage.fhir.definitions import REGISTRY
 from maillage.settings import Settings
 from maillage.storage import EmbeddedPostgresForTests, upgrade
 
@@ -39,6 +40,7 @@ TABLES = (
     "sp_uri",
     "sp_reference",
     "job",
+    "search_param_pending",
 )
 
 
@@ -82,8 +84,20 @@ def database_url(server_url: str) -> Iterator[str]:
 def clean_database(database_url: str) -> str:
     """The test database, emptied of resources (schema kept)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # Custom SearchParameter resources go with the truncation: processes must drop them.
+        conn.execute(
+            "UPDATE search_definitions SET generation = generation + 1 WHERE EXISTS"
+            " (SELECT 1 FROM resource WHERE resource_type = 'SearchParameter')"
+        )
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     return database_url
+
+
+def definitions_generation(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT generation FROM search_definitions").fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 def free_port() -> int:
@@ -130,6 +144,7 @@ def hub(database_url: str) -> Iterator[RunningHub]:
         job_poll_interval_s=0.1,
         job_heartbeat_s=0.5,
         job_stale_after_s=2.0,
+        search_definitions_refresh_s=0.2,
     )
     running = RunningHub(settings, database_url)
     running.start()
@@ -142,6 +157,12 @@ def hub(database_url: str) -> Iterator[RunningHub]:
 
 @pytest.fixture
 def fhir_base(hub: RunningHub, clean_database: str) -> str:
+    # The hub runs in this process: wait until it has dropped a previous test's custom
+    # search parameters (it polls their generation).
+    wanted = definitions_generation(clean_database)
+    deadline = time.monotonic() + 10
+    while REGISTRY.generation != wanted and time.monotonic() < deadline:
+        time.sleep(0.02)
     return f"{hub.base_url}/fhir"
 
 

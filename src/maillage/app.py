@@ -25,10 +25,13 @@ from maillage.fhir.export import EXPORT_KIND, ExportService
 from maillage.fhir.http.export import ExportApi
 from maillage.fhir.http.outcomes import operation_outcome
 from maillage.fhir.http.paths import LogicalIdSegment, ResourceTypeSegment
+from maillage.fhir.http.reindex import ReindexApi
 from maillage.fhir.http.responses import fhir_response
 from maillage.fhir.http.routes import FhirApi, Handler, fhir_endpoint
+from maillage.fhir.reindex import REINDEX_KIND, ReindexService
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
+from maillage.fhir.search_definitions import SearchDefinitions
 from maillage.jobs import JobService, Worker
 from maillage.security import AllowAll
 from maillage.settings import Settings
@@ -143,13 +146,18 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         max_count=settings.max_page_size,
         timeout_ms=settings.search_timeout_ms,
     )
-    store = FhirStore(database, AllowAll(), engine)
-    api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     jobs = JobService(database, max_attempts=settings.job_max_attempts)
+    definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
+    policy = AllowAll()
+    store = FhirStore(database, policy, engine, definitions=definitions)
+    api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     exports = ExportService(store, jobs, settings.exports_path)
+    reindex = ReindexService(
+        database, jobs, definitions, policy, batch_rows=settings.reindex_batch_rows
+    )
     worker = Worker(
         jobs,
-        {EXPORT_KIND: exports.run},
+        {EXPORT_KIND: exports.run, REINDEX_KIND: reindex.run},
         poll_interval_s=settings.job_poll_interval_s,
         heartbeat_s=settings.job_heartbeat_s,
         stale_after_s=settings.job_stale_after_s,
@@ -176,12 +184,16 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         # each of which took ~190 ms and stalled every request in flight (the p99).
         gc.collect()
         gc.freeze()
+        # The custom search parameters before the first request, then followed.
+        await definitions.refresh()
+        definitions.start()
         worker.start()
         log.info("hub ready, FHIR base /fhir")
         try:
             yield
         finally:
             await worker.stop()
+            await definitions.stop()
             await database.close()
 
     app = Starlette(
@@ -190,6 +202,7 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
             Route("/metrics", metrics),
             # before the generic routes: ``/fhir/Patient/$export`` would match a read by id
             *ExportApi(exports, api.base_url).routes("/fhir"),
+            *ReindexApi(reindex, api.base_url, settings.max_body_bytes).routes("/fhir"),
             *api.routes("/fhir"),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
@@ -200,6 +213,8 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
     app.add_middleware(MetricsMiddleware)
     app.state.store = store
     app.state.jobs = jobs
+    app.state.definitions = definitions
+    app.state.reindex = reindex
     return app
 
 

@@ -15,6 +15,7 @@ exceptions.
     ├── Gone                      a deleted resource (410)
     ├── MethodNotAllowed          interaction not supported here (405)
     ├── Conflict                  conflicting state, e.g. duplicate (409)
+    │   └── IndexPending          a search parameter whose index is being rebuilt
     ├── PreconditionFailed        If-Match / conditional mismatch (412)
     ├── MultipleMatches           conditional op matched several resources (412)
     ├── Forbidden                 the access decision point said no (403)
@@ -83,6 +84,12 @@ class MethodNotAllowed(MaillageError):
 
 class Conflict(MaillageError):
     code = "conflict"
+
+
+class IndexPending(Conflict):
+    """A search names a parameter whose index rows a reindex job is still writing."""
+
+    code = "incomplete"
 
 
 class PreconditionFailed(MaillageError):

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     job_heartbeat_s: float = 5.0
     job_stale_after_s: float = 30.0
     job_max_attempts: int = 3
+    # How often each process checks whether custom SearchParameter definitions changed
+    # (docs/decisions/0004-custom-search-parameters.md), and the size of a reindex batch.
+    search_definitions_refresh_s: float = 1.0
+    reindex_batch_rows: int = 500
 
     @property
     def exports_path(self) -> Path:

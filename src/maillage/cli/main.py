@@ -150,6 +150,38 @@ def load(
     raise typer.Exit(code=code)
 
 
+@app.command()
+def reindex(
+    types: list[str] = typer.Option(
+        None, "--type", help="A resource type to reindex (repeatable; default: all types)."
+    ),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Rebuild the search index in the foreground, resuming an unfinished reindex."""
+    import asyncio
+
+    from rich.console import Console
+
+    from maillage.cli.reindex import run_reindex
+    from maillage.fhir.definitions import resource_types
+
+    settings = load_settings(data_dir=data_dir)
+    _configure_logging("WARNING")
+    unknown = sorted(set(types or ()) - resource_types())
+    if unknown:
+        _fail(ConfigurationError(f"unknown resource type(s): {', '.join(unknown)}"))
+    console = Console(stderr=True)
+    try:
+        with running_database(settings) as conninfo:
+            code = asyncio.run(run_reindex(conninfo, types or None, settings, console))
+    except MaillageError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        console.print("interrupted: run `maillage reindex` again to resume where it stopped")
+        raise typer.Exit(code=130) from None
+    raise typer.Exit(code=code)
+
+
 @db_app.command("upgrade")
 def db_upgrade(data_dir: Path = DataDirOption) -> None:
     """Apply pending schema migrations."""

@@ -1,14 +1,20 @@
 """The CapabilityStatement: what this server really supports, derived from the code's
-own tables (indexed search parameters, interactions), never a hand-kept list."""
+own tables (indexed search parameters, official and custom, interactions), never a
+hand-kept list. Its parts are cached per generation of the definitions."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from maillage import __version__
 from maillage.fhir import operations
-from maillage.fhir.definitions import FHIR_VERSION, SearchParam, params_for, resource_types
+from maillage.fhir.definitions import (
+    FHIR_VERSION,
+    SearchParam,
+    definitions_cache,
+    params_for,
+    resource_types,
+)
 from maillage.fhir.search.builder import COMMON, MODIFIERS, searchable
 from maillage.fhir.search.sorting import SORTABLE_TYPES
 
@@ -42,7 +48,9 @@ SEARCH_DOCUMENTATION = (
     "(none, estimate, accurate), `_summary` (true, text, data, count, false), `_elements`. "
     "Unknown parameters are ignored unless `Prefer: handling=strict` (400). Whole-system "
     "search takes `_type` and the common parameters; the Patient compartment is searched "
-    "at `Patient/[id]/[type]`."
+    "at `Patient/[id]/[type]`. Active SearchParameter resources add custom parameters to "
+    "their base types; while their index is being built (`$reindex` job) a search naming "
+    "one answers 409 with the job's progress."
 )
 
 
@@ -51,6 +59,8 @@ def _documentation(param: SearchParam) -> str:
     text = f"modifiers: {', '.join(':' + m for m in modifiers)}" if modifiers else "no modifier"
     if param.type in SORTABLE_TYPES:
         text += "; sortable"
+    if param.custom_id is not None:
+        text += f"; custom, defined by SearchParameter/{param.custom_id}"
     return text
 
 
@@ -71,7 +81,7 @@ def _non_empty(**lists: list[str]) -> dict[str, list[str]]:
     return {name: values for name, values in lists.items() if values}
 
 
-@functools.cache
+@definitions_cache
 def _revincludes() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {name: [] for name in resource_types()}
     for source in sorted(resource_types()):
@@ -84,7 +94,7 @@ def _revincludes() -> dict[str, list[str]]:
     return found
 
 
-@functools.cache
+@definitions_cache
 def _resources() -> tuple[dict[str, Any], ...]:
     rendered = []
     for resource_type in sorted(resource_types()):

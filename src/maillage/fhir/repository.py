@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import blake2b
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonpatch
 import orjson
@@ -44,6 +44,9 @@ from maillage.fhir.validation import require_known_type, validate_resource
 from maillage.security import AccessPolicy, Action, RequestContext
 from maillage.storage import Database
 
+if TYPE_CHECKING:
+    from maillage.fhir.search_definitions import SearchDefinitions
+
 _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method, content"
 # The read by id, completed with the access policy's filter (composed once, not per read).
 _FETCH_CURRENT = sql.SQL(
@@ -63,11 +66,21 @@ class _Current:
 class FhirStore:
     """Application-wide: holds the pool, the policy and the search engine."""
 
-    def __init__(self, db: Database, policy: AccessPolicy, search: SearchEngine) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: AccessPolicy,
+        search: SearchEngine,
+        *,
+        definitions: SearchDefinitions | None = None,
+    ) -> None:
         self.db = db
         self.policy = policy
         self.search_engine = search
         self.reads = ReadBatcher(db)
+        # Checks SearchParameter writes and follows the custom definitions; None: they
+        # are stored as plain resources (a store built without it, in some tests).
+        self.definitions = definitions
 
     def repository(self, ctx: RequestContext) -> Repository:
         return Repository(self, ctx)
@@ -92,9 +105,24 @@ class Repository:
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         if self._conn is not None:
             yield self._conn
+        elif self.store.definitions is not None:
+            # Takes a SearchParameter written in it into effect once committed.
+            async with self.store.definitions.transaction() as conn:
+                yield conn
         else:
             async with self.store.db.transaction() as conn:
                 yield conn
+
+    async def _definition_write(
+        self,
+        conn: psycopg.AsyncConnection,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any] | None,
+    ) -> None:
+        """SearchParameter writes are definitions: checked (422) before being stored."""
+        if resource_type == "SearchParameter" and self.store.definitions is not None:
+            await self.store.definitions.before_write(conn, resource_id, resource, self.ctx)
 
     @asynccontextmanager
     async def _single_statement(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -252,8 +280,10 @@ class Repository:
         resource_type = resource["resourceType"]
         self._authorize(Action.CREATE, resource_type, resource)
         # An unconditional create is one statement (the resource and its index rows in one
-        # CTE), atomic on its own: no BEGIN/COMMIT round trips around it.
-        connection = self._connection() if if_none_exist else self._single_statement()
+        # CTE), atomic on its own: no BEGIN/COMMIT round trips around it. A SearchParameter
+        # changes the definitions in the same transaction.
+        several = if_none_exist or resource_type == "SearchParameter"
+        connection = self._connection() if several else self._single_statement()
         async with connection as conn:
             if if_none_exist:
                 match = await self._single_match(conn, resource_type, if_none_exist)
@@ -366,6 +396,7 @@ class Repository:
             # A row the caller may not see is, for them, a resource that does not exist.
             if current is None or current.deleted or not current.visible:
                 return None
+            await self._definition_write(conn, resource_type, resource_id, None)
             moment = now_instant()
             await sql_writes.mark_deleted(
                 conn, rid=current.rid, version_id=current.version_id + 1, last_updated=moment
@@ -465,6 +496,7 @@ class Repository:
         method: str,
     ) -> StoredResource:
         check_id(resource_id)
+        await self._definition_write(conn, resource["resourceType"], resource_id, resource)
         moment = now_instant()
         stamped, body = self._stamp(resource, resource_id, 1, moment)
         try:
@@ -492,6 +524,7 @@ class Repository:
         resource: dict[str, Any],
         method: str,
     ) -> StoredResource:
+        await self._definition_write(conn, resource["resourceType"], resource["id"], resource)
         moment = now_instant()
         version_id = current.version_id + 1
         stamped, body = self._stamp(resource, resource["id"], version_id, moment)

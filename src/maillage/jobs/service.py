@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.types.json import Jsonb
 
 from maillage.jobs.models import COLUMNS, Job, context_to_json
@@ -27,23 +28,40 @@ class JobService:
         self.max_attempts = max_attempts
         self.wakeup = asyncio.Event()
 
-    async def enqueue(self, kind: str, params: dict[str, Any], ctx: RequestContext) -> Job:
-        async with self.db.connection() as conn:
-            cursor = await conn.execute(
-                f"INSERT INTO job (id, kind, params, requested_by, context, max_attempts)"
-                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
-                (
-                    uuid.uuid4().hex,
-                    kind,
-                    Jsonb(params, dumps=_dumps),
-                    ctx.who,
-                    Jsonb(context_to_json(ctx), dumps=_dumps),
-                    self.max_attempts,
-                ),
-            )
-            row = await cursor.fetchone()
-        assert row is not None
+    async def enqueue(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        ctx: RequestContext,
+        *,
+        conn: psycopg.AsyncConnection | None = None,
+    ) -> Job:
+        """Add a job. With ``conn``, inside that connection's transaction: the job exists
+        if and only if the work that asked for it commits (call ``wakeup.set()`` after)."""
+        if conn is not None:
+            return await self._insert(conn, kind, params, ctx)
+        async with self.db.connection() as own:
+            job = await self._insert(own, kind, params, ctx)
         self.wakeup.set()
+        return job
+
+    async def _insert(
+        self, conn: psycopg.AsyncConnection, kind: str, params: dict[str, Any], ctx: RequestContext
+    ) -> Job:
+        cursor = await conn.execute(
+            f"INSERT INTO job (id, kind, params, requested_by, context, max_attempts)"
+            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
+            (
+                uuid.uuid4().hex,
+                kind,
+                Jsonb(params, dumps=_dumps),
+                ctx.who,
+                Jsonb(context_to_json(ctx), dumps=_dumps),
+                self.max_attempts,
+            ),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
         return Job.from_row(row)
 
     async def get(self, job_id: str) -> Job | None:
@@ -65,9 +83,18 @@ class JobService:
         return Job.from_row(row) if row else None
 
     # -- used by the worker -------------------------------------------------------------
-    async def claim(self, worker_id: str, kinds: list[str], stale_after_s: float) -> Job | None:
-        """Take the oldest runnable job of ``kinds``: queued, or running with a heartbeat
-        older than ``stale_after_s`` (its worker died). Jobs out of attempts fail."""
+    async def claim(
+        self,
+        worker_id: str,
+        kinds: list[str],
+        stale_after_s: float,
+        *,
+        job_id: str | None = None,
+    ) -> Job | None:
+        """Take the oldest runnable job of ``kinds`` (or the job ``job_id``, if runnable):
+        queued, or running with a heartbeat older than ``stale_after_s`` (its worker died).
+        Jobs out of attempts fail."""
+        only = "" if job_id is None else " AND id = %(job)s"
         stale = "status = 'running' AND heartbeat < now() - make_interval(secs => %(stale)s)"
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -78,9 +105,9 @@ class JobService:
             )
             cursor = await conn.execute(
                 f"SELECT id FROM job WHERE kind = ANY(%(kinds)s)"
-                f" AND (status = 'queued' OR ({stale}))"
+                f" AND (status = 'queued' OR ({stale})){only}"
                 f" ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                {"kinds": kinds, "stale": stale_after_s},
+                {"kinds": kinds, "stale": stale_after_s, "job": job_id},
             )
             found = await cursor.fetchone()
             if found is None:
@@ -96,26 +123,43 @@ class JobService:
         return Job.from_row(row)
 
     async def _update_owned(
-        self, job_id: str, worker_id: str, assignments: str, *args: Any
+        self,
+        job_id: str,
+        worker_id: str,
+        assignments: str,
+        *args: Any,
+        conn: psycopg.AsyncConnection | None = None,
     ) -> bool:
-        """Run an update on a job this worker still holds; False when it lost it."""
-        async with self.db.connection() as conn:
-            cursor = await conn.execute(
-                f"UPDATE job SET {assignments} WHERE id = %s AND locked_by = %s"
-                " AND status = 'running' RETURNING id",
-                (*args, job_id, worker_id),
-            )
+        """Run an update on a job this worker still holds; False when it lost it. With
+        ``conn``, inside that connection's transaction."""
+        statement = (
+            f"UPDATE job SET {assignments} WHERE id = %s AND locked_by = %s"
+            " AND status = 'running' RETURNING id"
+        )
+        if conn is not None:
+            cursor = await conn.execute(statement, (*args, job_id, worker_id))
+            return await cursor.fetchone() is not None
+        async with self.db.connection() as own:
+            cursor = await own.execute(statement, (*args, job_id, worker_id))
             return await cursor.fetchone() is not None
 
     async def beat(self, job_id: str, worker_id: str) -> bool:
         return await self._update_owned(job_id, worker_id, "heartbeat = now()")
 
-    async def report_progress(self, job_id: str, worker_id: str, progress: dict[str, Any]) -> bool:
+    async def report_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: dict[str, Any],
+        *,
+        conn: psycopg.AsyncConnection | None = None,
+    ) -> bool:
         return await self._update_owned(
             job_id,
             worker_id,
             "progress = %s, heartbeat = now()",
             Jsonb(progress, dumps=_dumps),
+            conn=conn,
         )
 
     async def finish(self, job_id: str, worker_id: str, result: dict[str, Any]) -> bool:

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import psycopg
+
 from maillage.jobs.models import Job, JobCancelled
 from maillage.jobs.service import JobService
 
@@ -31,9 +33,15 @@ class JobControl:
         self.job = job
         self._worker_id = worker_id
 
-    async def progress(self, progress: dict[str, Any]) -> None:
-        """Record progress; raises ``JobCancelled`` when the job is no longer ours."""
-        if not await self._service.report_progress(self.job.id, self._worker_id, progress):
+    async def progress(
+        self, progress: dict[str, Any], *, conn: psycopg.AsyncConnection | None = None
+    ) -> None:
+        """Record progress; raises ``JobCancelled`` when the job is no longer ours. With
+        ``conn``, in that connection's transaction: the progress commits with the work it
+        counts (a job resumed after its worker died starts from there)."""
+        if not await self._service.report_progress(
+            self.job.id, self._worker_id, progress, conn=conn
+        ):
             raise JobCancelled(self.job.id)
 
 
@@ -81,6 +89,17 @@ class Worker:
             return False
         await self._run(job)
         return True
+
+    async def run_job(self, job_id: str) -> Job | None:
+        """Claim the job ``job_id`` (queued, or abandoned by a dead worker) and run it here;
+        None when it is not runnable (done, or held by a live worker)."""
+        job = await self.service.claim(
+            self.worker_id, list(self.handlers), self.stale_after_s, job_id=job_id
+        )
+        if job is None:
+            return None
+        await self._run(job)
+        return await self.service.get(job_id)
 
     async def _loop(self) -> None:
         while not self._stopping:

@@ -38,6 +38,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from maillage.fhir.search_definitions import install_from_store
 from maillage.loading.prepare import (
     PreparedChunk,
     Rejection,
@@ -282,6 +283,8 @@ class BulkLoader:
         configure_worker(self.policy, self.ctx, self.index)
         started = time.perf_counter()
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
+            # Index with the custom SearchParameter definitions too (before forking).
+            install_from_store(conn)
             create_staging(conn)
             try:
                 pipeline = self._prepared(self._chunks(items, tracker))

@@ -29,6 +29,16 @@ def test_choice_element_is_found_with_its_type() -> None:
     assert values("(Observation.value as CodeableConcept)", observation) == []
 
 
+def test_a_group_followed_by_a_path_reads_the_path_inside_the_group() -> None:
+    # Observation.value-string: "(Observation.value as CodeableConcept).text"
+    expression = "(Observation.value as string) | (Observation.value as CodeableConcept).text"
+    concept = {"resourceType": "Observation", "valueCodeableConcept": {"text": "Never smoked"}}
+    narrative = {"resourceType": "Observation", "text": {"div": "<div>x</div>"}}
+    assert values(expression, concept) == ["Never smoked"]
+    assert values(expression, {"resourceType": "Observation", "valueString": "Jaune"}) == ["Jaune"]
+    assert values(expression, narrative) == []
+
+
 def test_where_resolve_is_keeps_references_to_that_type_only() -> None:
     observation = {
         "resourceType": "Observation",

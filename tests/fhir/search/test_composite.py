@@ -84,3 +84,60 @@ def test_component_composite_matches_within_one_component(http: httpx.Client) ->
     # combo- covers the observation's own code/value and its components
     assert _ids(http, {"combo-code-value-quantity": f"{systolic}$140"}) == {pressure["id"]}
     assert _ids(http, {"combo-code-value-quantity": f"{systolic}$90"}) == set()
+
+
+def test_missing_on_a_composite(http: httpx.Client) -> None:
+    pressure = create(
+        http,
+        _without_quantity(
+            factories.observation(
+                code="85354-9", component=[_component("8480-6", 140), _component("8462-4", 90)]
+            )
+        ),
+    )
+    plain = create(http, factories.observation(code="8867-4", value=61))
+    missing = {
+        "component-code-value-quantity:missing": "true",
+        "_id": f"{pressure['id']},{plain['id']}",
+    }
+    assert _ids(http, missing) == {plain["id"]}
+    present = {"code-value-quantity:missing": "false", "_id": f"{pressure['id']},{plain['id']}"}
+    assert _ids(http, present) == {plain["id"]}
+    assert_outcome(http.get("/Observation", params={"code-value-quantity:missing": "yes"}), 400)
+
+
+def test_code_value_string_reads_value_string_only(http: httpx.Client) -> None:
+    # value-string also indexes valueCodeableConcept.text; code-value-string does not
+    concept = create(
+        http,
+        _without_quantity(factories.observation(code="72166-2"))
+        | {"valueCodeableConcept": {"text": "Never smoked"}},
+    )
+    assert _ids(http, {"value-string": "never", "_id": concept["id"]}) == {concept["id"]}
+    assert _ids(http, {"code-value-string": "72166-2$never", "_id": concept["id"]}) == set()
+    params = {"code-value-string:missing": "true", "_id": concept["id"]}
+    assert _ids(http, params) == {concept["id"]}
+
+
+def test_document_relationship_pairs_target_and_code(http: httpx.Client) -> None:
+    # R4 declares the two component expressions swapped; the value is relatesto$relation
+    document = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/old-1"}}],
+        "content": [{"attachment": {"contentType": "text/plain", "url": "http://example.org/1"}}],
+    }
+    created = create(http, document)
+    response = http.get(
+        "/DocumentReference",
+        params={"relationship": "DocumentReference/old-1$replaces", "_id": created["id"]},
+        headers=STRICT,
+    )
+    assert response.status_code == 200, response.text
+    assert [entry["resource"]["id"] for entry in body(response)["entry"]] == [created["id"]]
+    response = http.get(
+        "/DocumentReference",
+        params={"relationship": "DocumentReference/old-1$appends", "_id": created["id"]},
+        headers=STRICT,
+    )
+    assert body(response).get("entry", []) == []

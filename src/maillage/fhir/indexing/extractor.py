@@ -5,7 +5,8 @@ resource type the indexed parameters are listed once, and a parameter whose
 expression cannot reach anything in the resource (none of the top-level elements
 its paths start with is present, not even as a choice ``value[x]``) is skipped
 without being evaluated. Which parameters apply depends only on the resource's
-top-level keys, so that choice is cached per (type, keys).
+top-level keys, so that choice is cached per (type, keys). Both caches are cleared when
+the definitions change (custom SearchParameter resources: ``definitions.REGISTRY``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from maillage.fhir.definitions import SearchParam, params_for
+from maillage.fhir.definitions import REGISTRY, SearchParam, definitions_cache, params_for
 from maillage.fhir.indexing.values import (
     IndexRows,
     add_token,
@@ -31,7 +32,7 @@ from maillage.fhir.indexing.values import (
 _Plan = tuple[tuple[SearchParam, frozenset[str] | None], ...]
 
 
-@functools.cache
+@definitions_cache
 def _plan(resource_type: str) -> _Plan:
     return tuple(
         (param, param.compiled.first_fields)
@@ -56,14 +57,19 @@ def _active_params(resource_type: str, keys: tuple[str, ...]) -> tuple[SearchPar
     )
 
 
+REGISTRY.on_change(_active_params.cache_clear)
+
 MAX_URI_CHARS = 2048
 
 
-def extract_index(resource: dict[str, Any]) -> IndexRows:
+def extract_index(resource: dict[str, Any], codes: frozenset[str] | None = None) -> IndexRows:
+    """The index rows of ``resource``; of the parameters ``codes`` only, when given (a
+    reindex of changed parameters)."""
     resource_type = resource["resourceType"]
     rows = IndexRows()
     for param in _active_params(resource_type, tuple(resource)):
-        _extract_param(rows, resource_type, param, resource)
+        if codes is None or param.code in codes:
+            _extract_param(rows, resource_type, param, resource)
     return rows
 
 

@@ -150,6 +150,13 @@ def compile_expression(expression: str) -> CompiledPath:
 
 def _compile_member(member: str) -> tuple[_Step, ...]:
     member = _strip_parens(member)
+    grouped = _leading_group(member)
+    if grouped is not None:
+        # ``(Observation.value as CodeableConcept).text``: the group, then the path after it
+        inner, rest = grouped
+        return _compile_member(inner) + tuple(
+            _compile_step(part.strip()) for part in _split_top_level(rest, ".")
+        )
     as_type: str | None = None
     match = re.match(r"^(.*\S)\s+as\s+([A-Za-z]+)$", member)
     if match:
@@ -181,6 +188,21 @@ def _compile_step(part: str) -> _Step:
         if equals:
             return _WhereEquals(equals[1], equals[2])
     raise UnsupportedExpression(f"step {part!r}")
+
+
+def _leading_group(member: str) -> tuple[str, str] | None:
+    """``(inner).rest`` -> (inner, rest); None when the member does not start that way."""
+    if not member.startswith("("):
+        return None
+    depth = 0
+    for index, char in enumerate(member):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            rest = member[index + 1 :]
+            if rest.startswith(".") and len(rest) > 1:
+                return member[1:index], rest[1:]
+            return None
+    return None
 
 
 def _strip_parens(text: str) -> str:

@@ -101,6 +101,15 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         )
     ),
+    # Rebuild the search index of some types as a background job (``fhir/reindex.py``),
+    # kicked off and polled by its own routes (``fhir/http/reindex.py``).
+    Operation(
+        name="reindex",
+        level="system",
+        resource_type=None,
+        definition="urn:maillage:OperationDefinition:reindex",
+        parameters=(Parameter("_type", "types"),),
+    ),
 )
 
 

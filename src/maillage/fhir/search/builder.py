@@ -19,9 +19,13 @@ from itertools import count
 from psycopg import sql
 
 from maillage.errors import InvalidRequest
-from maillage.fhir.definitions import SearchParam, params_for, resource_types
+from maillage.fhir.definitions import SearchParam, resource_types, search_param
 from maillage.fhir.search import conditions as c
-from maillage.fhir.search.composite import composite_condition, supports_composite
+from maillage.fhir.search.composite import (
+    composite_condition,
+    composite_missing,
+    supports_composite,
+)
 
 Visible = Callable[[str], sql.Composable]
 Authorize = Callable[[str], None]
@@ -36,8 +40,8 @@ TABLE_BY_TYPE = {
     "number": "sp_number",
     "quantity": "sp_quantity",
 }
-# Modifiers understood per parameter type (besides ``:missing``, understood on all but
-# composite; ``:[type]`` on references). Read by the CapabilityStatement.
+# Modifiers understood per parameter type (``:[type]`` on references). Read by the
+# CapabilityStatement.
 MODIFIERS: dict[str, tuple[str, ...]] = {
     "token": ("missing", "not", "text", "of-type"),
     "string": ("missing", "exact", "contains"),
@@ -46,7 +50,7 @@ MODIFIERS: dict[str, tuple[str, ...]] = {
     "uri": ("missing", "below", "above"),
     "number": ("missing",),
     "quantity": ("missing",),
-    "composite": (),
+    "composite": ("missing",),
 }
 # Parameters of every resource the engine answers without a definition of its own.
 COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
@@ -116,7 +120,7 @@ class ConditionBuilder:
         self, resource_type: str, head: str, rest: str, value: str, alias: str, depth: int
     ) -> Condition | None:
         code, _, type_modifier = head.partition(":")
-        param = params_for(resource_type).get(code)
+        param = search_param(resource_type, code)
         if param is None or param.type != "reference" or not param.indexed:
             return None
         if type_modifier:
@@ -163,7 +167,7 @@ class ConditionBuilder:
         _, source_type, ref_code, rest = parts
         if source_type not in resource_types():
             return None
-        ref_param = params_for(source_type).get(ref_code)
+        ref_param = search_param(source_type, ref_code)
         if ref_param is None or ref_param.type != "reference" or not ref_param.indexed:
             return None
         if ref_param.targets and resource_type not in ref_param.targets:
@@ -202,10 +206,14 @@ class ConditionBuilder:
             if modifier is not None:
                 return None
             return any_of([c.last_updated_condition(part, alias) for part in alternatives])
-        param = params_for(resource_type).get(code)
+        param = search_param(resource_type, code)
         if param is None or not searchable(resource_type, param):
             return None
         if param.type == "composite":
+            if modifier == "missing":
+                if value not in ("true", "false"):
+                    raise InvalidRequest(":missing takes true or false")
+                return composite_missing(resource_type, param, value == "true", alias)
             if modifier is not None:
                 return None
             return any_of(

@@ -17,7 +17,6 @@ element, so the engine works in two layers:
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -25,18 +24,18 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from maillage.errors import InvalidRequest
-from maillage.fhir.definitions import SearchParam, params_for
+from maillage.fhir.definitions import SearchParam, definitions_cache, params_for
 from maillage.fhir.search import conditions as c
 
 if TYPE_CHECKING:
     from maillage.fhir.search.builder import ConditionBuilder
 
 _PATH = re.compile(r"^[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)*$")
-_AS_TYPE = re.compile(r"^([a-z][A-Za-z]*)\.as\(([A-Z][A-Za-z]*)\)$")
+_AS_TYPE = re.compile(r"^([a-z][A-Za-z]*)\.as\(([A-Za-z]+)\)$")
 _REFINABLE_TYPES = {"token", "quantity", "number", "reference"}
 
 
-@functools.cache
+@definitions_cache
 def _by_url(resource_type: str) -> dict[str, SearchParam]:
     return {param.url: param for param in params_for(resource_type).values()}
 
@@ -49,8 +48,20 @@ def components(resource_type: str, param: SearchParam) -> list[tuple[SearchParam
         component = _by_url(resource_type).get(url)
         if component is None or not component.indexed:
             return None
-        found.append((component, expression))
+        found.append((component, _relative(param, component, expression)))
     return found or None
+
+
+def _relative(param: SearchParam, component: SearchParam, declared: str) -> str:
+    """The component's expression relative to the composite's element. When the
+    component parameter's own expression is the element plus a path, that path: R4's
+    ``DocumentReference.relationship`` declares its two component expressions swapped
+    (``relatesto`` -- ``relatesTo.target`` -- with ``code``), which R5 corrects."""
+    own = (component.expression or "").strip()
+    element = (param.expression or "").strip()
+    if element and "|" not in own and own.startswith(element + "."):
+        return own.removeprefix(element + ".")
+    return declared
 
 
 def supports_composite(resource_type: str, param: SearchParam) -> bool:
@@ -78,7 +89,54 @@ def composite_condition(
     refinement = _within_one_element(resource_type, param, found, values, alias)
     if refinement is not None:
         parts.append(refinement)
+    parts.extend(_on_the_resource(resource_type, param, found, alias))
     return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
+
+
+def _on_the_resource(
+    resource_type: str, param: SearchParam, found: list[tuple[SearchParam, str]], alias: str
+) -> list[sql.Composable]:
+    """When the element is the resource itself, the components' own elements must be
+    there: a component parameter may index more than the composite reads
+    (``value-string`` also indexes ``valueCodeableConcept.text``; ``code-value-string``
+    reads ``value.as(string)`` only)."""
+    members = [part.strip() for part in (param.expression or "").split("|")]
+    if members != [resource_type]:
+        return []
+    content = sql.SQL("{}.content").format(sql.Identifier(alias))
+    return [
+        sql.SQL("({} -> {}) IS NOT NULL").format(content, sql.Literal(key))
+        for _, expression in found
+        if (key := _key(expression)) is not None
+    ]
+
+
+def composite_missing(
+    resource_type: str, param: SearchParam, is_missing: bool, alias: str
+) -> sql.Composable:
+    """``:missing``: a composite has a value when one element has a value for every
+    component (each component's index rows, and, when the element repeats and its
+    components can be read from the JSON, all of them within one element)."""
+    found = components(resource_type, param)
+    assert found is not None and param.expression is not None
+    parts = [
+        c.missing(f"sp_{component.type}", resource_type, component.code, False, alias)
+        for component, _ in found
+    ]
+    elements = _elements(resource_type, param.expression, alias)
+    keys = [_key(expression) for _, expression in found]
+    if elements is not None and None not in keys:
+        together = sql.SQL(" AND ").join(
+            sql.SQL("(e -> {}) IS NOT NULL").format(sql.Literal(key)) for key in keys
+        )
+        parts.append(
+            sql.SQL("EXISTS (SELECT 1 FROM jsonb_array_elements({}) e WHERE {})").format(
+                elements, together
+            )
+        )
+    parts.extend(_on_the_resource(resource_type, param, found, alias))
+    present = sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
+    return c.negate(present) if is_missing else present
 
 
 def _elements(resource_type: str, expression: str, alias: str) -> sql.Composable | None:
@@ -112,7 +170,8 @@ def _key(expression: str) -> str | None:
     if _PATH.match(expression) and "." not in expression:
         return expression
     match = _AS_TYPE.match(expression)
-    return f"{match[1]}{match[2]}" if match else None
+    # value.as(string) -> valueString (the JSON key of a choice element)
+    return f"{match[1]}{match[2][0].upper()}{match[2][1:]}" if match else None
 
 
 def _within_one_element(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from maillage.errors import UnsupportedParameter
-from maillage.fhir.definitions import params_for
+from maillage.fhir.definitions import search_param
 from maillage.fhir.search.paging import SortKey, order_clause
 
 # type -> (table, value ascending, value descending, SQL type of the value)
@@ -76,7 +76,7 @@ def _key_expression(
         return sql.SQL(column[0]), column[1]
     if resource_type is None:
         return None
-    param = params_for(resource_type).get(name)
+    param = search_param(resource_type, name)
     if param is None or not param.indexed or param.type not in _SORT_COLUMNS:
         return None
     table, ascending_value, descending_value, sql_type = _SORT_COLUMNS[param.type]
