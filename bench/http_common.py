@@ -432,6 +432,8 @@ def running_hub(conninfo: str, workers: int, *, log_dir: Path) -> Iterator[Hub]:
         "MAILLAGE_DATABASE_URL": conninfo,
         "MAILLAGE_LOG_LEVEL": "WARNING",
         "MAILLAGE_HOST": "127.0.0.1",
+        # the HTTP benchmarks do not use the MLLP listener (bench/hl7_ack.py measures it)
+        "MAILLAGE_HL7_ENABLED": "false",
     }
     command = [
         str(VENV_BIN / "maillage"),

@@ -153,3 +153,63 @@ def json_patch_binary(operations: list[dict[str, Any]]) -> dict[str, Any]:
 def load_fixture(name: str) -> Any:
     """A sample from ``tests/fixtures/fhir`` (written from the FHIR R4 spec's examples)."""
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+SNOMED = "http://snomed.info/sct"
+
+
+def condition(
+    *, subject: str, code: str = "38341003", system: str = SNOMED, **extra: Any
+) -> dict[str, Any]:
+    """A Condition coded in one system (SNOMED CT by default: hypertension)."""
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "subject": {"reference": subject},
+        "code": {"coding": [{"system": system, "code": code}]},
+    }
+    resource.update(extra)
+    return resource
+
+
+def value_set(
+    *,
+    url: str | None = None,
+    include: list[dict[str, Any]] | None = None,
+    exclude: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ValueSet with a fresh test url; ``include``/``exclude`` are compose parts."""
+    resource: dict[str, Any] = {
+        "resourceType": "ValueSet",
+        "url": url or f"http://example.org/fhir/ValueSet/{new_value('vs-')}",
+        "status": "active",
+    }
+    if include is not None or exclude is not None:
+        resource["compose"] = {"include": include or []}
+        if exclude:
+            resource["compose"]["exclude"] = exclude
+    resource.update(extra)
+    return resource
+
+
+def concepts(system: str, *codes: str) -> dict[str, Any]:
+    """A compose include/exclude part listing ``codes`` of ``system``."""
+    return {"system": system, "concept": [{"code": code} for code in codes]}
+
+
+def list_of(*references: str, deleted: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """A List whose entries reference ``references`` (those in ``deleted`` flagged so)."""
+    resource: dict[str, Any] = {
+        "resourceType": "List",
+        "status": "current",
+        "mode": "working",
+        "entry": [
+            {
+                "item": {"reference": reference},
+                **({"deleted": True} if reference in deleted else {}),
+            }
+            for reference in references
+        ],
+    }
+    resource.update(extra)
+    return resource

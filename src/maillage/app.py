@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from maillage.demo.senders import configured_sites
 from maillage.errors import Issue
 from maillage.fhir import validation
 from maillage.fhir.definitions import search_params
@@ -32,6 +33,9 @@ from maillage.fhir.reindex import REINDEX_KIND, ReindexService
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
+from maillage.hl7v2.metrics import GatewayMetrics
+from maillage.hl7v2.service import build_gateway
+from maillage.hl7v2.store import MessageStore
 from maillage.jobs import JobService, Worker
 from maillage.security import AllowAll
 from maillage.settings import Settings
@@ -135,7 +139,9 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings, conninfo: str) -> Starlette:
+def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> Starlette:
+    """The app; with ``gateway``, its lifespan also runs the HL7 v2 gateway (MLLP listener
+    and processor): one process of the hub only (``maillage serve`` picks it)."""
     # Compile the official search parameters and the validation schemas now, not on the
     # first request.
     search_params()
@@ -162,6 +168,13 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         heartbeat_s=settings.job_heartbeat_s,
         stale_after_s=settings.job_stale_after_s,
     )
+    hl7 = (
+        build_gateway(settings, database, configured_sites(settings.hl7_sites_file))
+        if gateway
+        else None
+    )
+    # Every process exports the gateway's per-site counters (read from the store).
+    hl7_metrics = hl7.metrics if hl7 is not None else GatewayMetrics(MessageStore(database))
 
     async def health(request: Request) -> Response:
         ready = await database.is_ready()
@@ -174,6 +187,7 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
+        await hl7_metrics.refresh()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
@@ -188,10 +202,14 @@ def create_app(settings: Settings, conninfo: str) -> Starlette:
         await definitions.refresh()
         definitions.start()
         worker.start()
-        log.info("hub ready, FHIR base /fhir")
         try:
+            if hl7 is not None:
+                await hl7.start()
+            log.info("hub ready, FHIR base /fhir")
             yield
         finally:
+            if hl7 is not None:
+                await hl7.stop()
             await worker.stop()
             await definitions.stop()
             await database.close()
@@ -225,4 +243,4 @@ def create_app_from_env() -> Starlette:
     settings = load_settings()
     if not settings.database_url:
         raise RuntimeError("MAILLAGE_DATABASE_URL must be set for worker processes")
-    return create_app(settings, settings.database_url)
+    return create_app(settings, settings.database_url, gateway=settings.hl7_enabled)

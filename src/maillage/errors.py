@@ -7,9 +7,13 @@ exceptions.
 
     MaillageError
     ├── InvalidRequest            malformed input the client must fix (HTTP 400)
+    │   ├── InvalidIns            an INS matricule (NIR/NIA) whose format or key is wrong
     │   ├── MalformedContent      body that is not JSON, or not a resource
     │   ├── IdMismatch            resourceType / id disagree with the URL
-    │   └── UnsupportedParameter  unknown search parameter under strict handling
+    │   ├── UnsupportedParameter  unknown search parameter under strict handling
+    │   ├── UnknownValueSet       a value set url neither stored nor shipped (``:in``)
+    │   └── ValueSetNotExpandable a value set the hub cannot expand (a filter on a code
+    │                             system whose hierarchy it lacks, an import cycle)
     ├── ValidationFailed          a resource that breaks the FHIR model (422)
     ├── NotFound                  unknown type, id or version (404)
     ├── Gone                      a deleted resource (410)
@@ -63,6 +67,26 @@ class IdMismatch(InvalidRequest):
 
 
 class UnsupportedParameter(InvalidRequest):
+    code = "not-supported"
+
+
+class InvalidIns(InvalidRequest):
+    """An INS matricule (NIR or NIA) with a wrong length, layout or control key
+    (``identity.ins``); the message says which part to correct."""
+
+    code = "value"
+
+
+class UnknownValueSet(InvalidRequest):
+    """``:in``/``:not-in`` names a value set neither stored nor shipped: a value error,
+    answered 400 under lenient handling too."""
+
+    code = "not-found"
+
+
+class ValueSetNotExpandable(InvalidRequest):
+    """A value set whose members the hub cannot compute (``terminology``)."""
+
     code = "not-supported"
 
 

@@ -42,6 +42,28 @@ class Settings(BaseSettings):
     # (docs/decisions/0004-custom-search-parameters.md), and the size of a reindex batch.
     search_definitions_refresh_s: float = 1.0
     reindex_batch_rows: int = 500
+    # HL7 v2 gateway (docs/architecture.md, src/maillage/hl7v2/): the MLLP listener that
+    # `maillage serve` starts (in one process only) and `maillage gateway` runs alone.
+    hl7_enabled: bool = True
+    hl7_host: str = "127.0.0.1"
+    hl7_port: int = 2575
+    # TLS when both are set; with a client CA, senders must present a certificate.
+    hl7_tls_cert: Path | None = None
+    hl7_tls_key: Path | None = None
+    hl7_tls_client_ca: Path | None = None
+    # Senders (JSON list of hl7v2.sites.SiteConfig); the demo territory's sites if unset.
+    hl7_sites_file: Path | None = None
+    hl7_max_message_bytes: int = 16 * 1024 * 1024
+    # A frame started but not ended after this long is answered AR and kept.
+    hl7_partial_timeout_s: float = 30.0
+    # How long a receipt may wait for a database connection before answering AR.
+    hl7_store_timeout_s: float = 5.0
+    # Processing: concurrent workers, attempts before the dead letter, backoff.
+    hl7_workers: int = 2
+    hl7_max_attempts: int = 5
+    hl7_retry_base_s: float = 2.0
+    hl7_retry_max_s: float = 300.0
+    hl7_poll_interval_s: float = 1.0
 
     @property
     def exports_path(self) -> Path:

@@ -43,6 +43,8 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="ms-", dir="/tmp"))
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MAILLAGE_DATABASE_URL"}
+    # serve starts the MLLP listener too: on a free port, not 2575 (maybe taken here)
+    env["MAILLAGE_HL7_PORT"] = str(free_port())
     process = subprocess.Popen(
         [
             sys.executable,

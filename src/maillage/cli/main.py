@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from maillage.cli.hl7 import gateway, hl7_app
 from maillage.errors import ConfigurationError, MaillageError
 from maillage.settings import Settings, load_settings
 from maillage.storage import DatabaseLocation, prepare_database
@@ -21,6 +22,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(hl7_app, name="hl7")
+app.command()(gateway)
 
 DataDirOption = typer.Option(
     None,
@@ -85,7 +88,8 @@ def serve(
         f"{MAX_DEFAULT_WORKERS}; see docs/benchmarks.md).",
     ),
 ) -> None:
-    """Start the hub: FHIR API on /fhir, /health, /metrics."""
+    """Start the hub: FHIR API on /fhir, /health, /metrics, and the HL7 v2 MLLP listener
+    (MAILLAGE_HL7_PORT, default 2575; MAILLAGE_HL7_ENABLED=false to leave it off)."""
     import uvicorn
 
     workers = workers or default_workers()
@@ -109,7 +113,7 @@ def serve(
                 from maillage.app import create_app
 
                 uvicorn.run(
-                    create_app(settings, conninfo),
+                    create_app(settings, conninfo, gateway=settings.hl7_enabled),
                     host=settings.host,
                     port=settings.port,
                     log_level="warning",

@@ -33,9 +33,17 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    """One worker (a spawned process): the app from the environment, its own socket."""
+def _worker(host: str, port: int, log_level: str, index: int = 0) -> None:
+    """One worker (a spawned process): the app from the environment, its own socket.
+
+    Only worker 0 runs the HL7 v2 gateway: one MLLP listener per hub, and its processor.
+    """
+    import os
+
     import uvicorn
+
+    if index > 0:
+        os.environ["MAILLAGE_HL7_ENABLED"] = "false"
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -62,7 +70,9 @@ def run_workers(host: str, port: int, count: int, log_level: str) -> int:
     reuse_port_socket(host, port).close()
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(host, port, log_level), name=f"maillage-worker-{n}")
+        context.Process(
+            target=_worker, args=(host, port, log_level, n), name=f"maillage-worker-{n}"
+        )
         for n in range(count)
     ]
     stop = threading.Event()

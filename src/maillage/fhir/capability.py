@@ -50,7 +50,9 @@ SEARCH_DOCUMENTATION = (
     "search takes `_type` and the common parameters; the Patient compartment is searched "
     "at `Patient/[id]/[type]`. Active SearchParameter resources add custom parameters to "
     "their base types; while their index is being built (`$reindex` job) a search naming "
-    "one answers 409 with the job's progress."
+    "one answers 409 with the job's progress. Token `:in`/`:not-in` take a ValueSet url "
+    "(stored, else one of the official R4 value sets; an unknown one is a 400); `_list=[id]` "
+    "keeps the resources a List's entries reference (functional lists are not supported)."
 )
 
 
@@ -165,4 +167,5 @@ def capability_statement(base_url: str) -> dict[str, Any]:
 
 def _system_params() -> list[dict[str, Any]]:
     kinds = {"_id": "token", "_lastUpdated": "date", "_tag": "token", "_security": "token"}
-    return [{"name": code, "type": kinds.get(code, "uri")} for code in COMMON]
+    listed = {"name": "_list", "type": "special", "documentation": "resources a List references"}
+    return [{"name": code, "type": kinds.get(code, "uri")} for code in COMMON] + [listed]

@@ -9,7 +9,6 @@ compared with the ids the oracle expects. docs/search-conformance.md has the fig
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,28 +26,6 @@ from tests.fhir.search import oracle
 MIN_QUERIES = 500
 # Disagreements the specification justifies (none so far): "Type?name=value" -> clause.
 ACCEPTED: dict[str, str] = {}
-# Hub bugs in files this suite may not change yet (``_known_bug`` says which queries run
-# into them): the disagreements are listed (with -s) but do not fail the suite. Each note
-# says what the hub answers, what it should, and the fix.
-KNOWN_HUB_BUGS: dict[str, str] = {
-    "ap": "conditions.py reads the `ap` prefix as `eq` (numbers and quantities: the "
-    "value's precision range, number_where; dates: an overlap with the searched range, "
-    "range_compare), where search.html recommends 10% of the value (for a date, 10% of "
-    "the gap between now and the date). Fix: in number_where, `ap` -> `column BETWEEN "
-    "exact - |exact|/10 AND exact + |exact|/10` (or within the precision range); in "
-    "date_condition, widen [low, high] by (now - low)/10 on both sides before the "
-    "overlap test.",
-}
-# Which known hub bug a query runs into, if any.
-_AP = re.compile(r"(?:^|[$,])ap[\d-]")
-
-
-def _known_bug(query: oracle.Query, got: frozenset[str] | str) -> str | None:
-    """The known hub bug a disagreement comes from: an `ap` query whose answer is a
-    subset of the oracle's (the hub's `ap` is narrower); anything else is a mismatch."""
-    if _AP.search(query.value) and isinstance(got, frozenset) and got <= query.expected:
-        return "ap"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +115,10 @@ def test_search_agrees_with_the_fhirpath_oracle(
     asked = time.perf_counter() - started - planned
 
     by_param: dict[str, list[str]] = defaultdict(list)
-    known: dict[str, list[str]] = defaultdict(list)
     for query, got in zip(plan.queries, answers, strict=True):
         if got == query.expected or str(query) in ACCEPTED:
             continue
-        bug = _known_bug(query, got)
-        if bug is not None:
-            known[bug].append(_describe(query, got))
-        else:
-            by_param[f"{query.resource_type}.{query.name}"].append(_describe(query, got))
+        by_param[f"{query.resource_type}.{query.name}"].append(_describe(query, got))
     skipped_fhirpath = {k: v for k, v in plan.skipped.items() if v.startswith("fhirpathpy")}
     print(  # noqa: T201 - the figures of the run, shown with -s
         f"\nconformance: {len(plan.queries)} queries {dict(sorted(plan.per_kind.items()))};"
@@ -154,16 +126,12 @@ def test_search_agrees_with_the_fhirpath_oracle(
         f" {sorted(skipped_fhirpath)};"
         f" {len(plan.skipped) - len(skipped_fhirpath)} not indexed by the hub;"
         f" {len(plan.without_values)} without values in the sample;"
-        f" {sum(map(len, by_param.values()))} mismatches,"
-        f" {sum(map(len, known.values()))} known hub bugs {sorted(known)}"
+        f" {sum(map(len, by_param.values()))} mismatches"
         f"; plan {planned:.1f} s, HTTP {asked:.1f} s"
         f"\nper type/modifier/prefix: {dict(sorted(plan.per_label.items()))}"
     )
     slowest = sorted(_TIMES.items(), key=lambda item: -item[1])[:5]
     print("slowest queries:", [f"{q} {t:.2f}s" for q, t in slowest])  # noqa: T201
-    for label, lines in sorted(known.items()):
-        print(f"known hub bug, {label} ({len(lines)}): {KNOWN_HUB_BUGS[label]}")  # noqa: T201
-        print("\n".join(lines))  # noqa: T201
     report = "\n".join(
         f"{name} ({len(lines)}):\n" + "\n".join(lines) for name, lines in sorted(by_param.items())
     )

@@ -26,6 +26,7 @@ from maillage.fhir.search.composite import (
     composite_missing,
     supports_composite,
 )
+from maillage.fhir.search.lookups import Lookups
 
 Visible = Callable[[str], sql.Composable]
 Authorize = Callable[[str], None]
@@ -43,7 +44,7 @@ TABLE_BY_TYPE = {
 # Modifiers understood per parameter type (``:[type]`` on references). Read by the
 # CapabilityStatement.
 MODIFIERS: dict[str, tuple[str, ...]] = {
-    "token": ("missing", "not", "text", "of-type"),
+    "token": ("missing", "not", "text", "of-type", "in", "not-in"),
     "string": ("missing", "exact", "contains"),
     "date": ("missing",),
     "reference": ("missing", "identifier", "[type]"),
@@ -69,24 +70,6 @@ def all_of(parts: Sequence[Condition]) -> Condition:
     return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
 
 
-def split_commas(value: str) -> list[str]:
-    """Split on commas not escaped with a backslash; unescape ``\\,``."""
-    parts, current, escaped = [], [], False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
 def searchable(resource_type: str, param: SearchParam | None) -> bool:
     if param is None:
         return False
@@ -94,9 +77,17 @@ def searchable(resource_type: str, param: SearchParam | None) -> bool:
 
 
 class ConditionBuilder:
-    def __init__(self, visible: Visible, authorize: Authorize | None = None) -> None:
+    def __init__(
+        self,
+        visible: Visible,
+        authorize: Authorize | None = None,
+        lookups: Lookups | None = None,
+    ) -> None:
         self.visible = visible
         self.authorize = authorize or (lambda resource_type: None)
+        # stored ValueSets and Lists read beforehand (``lookups.gather``); without them,
+        # the shipped value sets only and no List
+        self.lookups = lookups or Lookups()
         self._aliases = count(1)
 
     def _alias(self, kind: str) -> str:
@@ -197,7 +188,7 @@ class ConditionBuilder:
     def simple(
         self, resource_type: str, code: str, modifier: str | None, value: str, alias: str = "r"
     ) -> Condition | None:
-        alternatives = split_commas(value)
+        alternatives = c.split_commas(value)
         if code == "_id":
             if modifier is not None:
                 return None
@@ -206,6 +197,8 @@ class ConditionBuilder:
             if modifier is not None:
                 return None
             return any_of([c.last_updated_condition(part, alias) for part in alternatives])
+        if code == "_list":
+            return self._list([resource_type], modifier, alternatives, alias)
         param = search_param(resource_type, code)
         if param is None or not searchable(resource_type, param):
             return None
@@ -252,6 +245,21 @@ class ConditionBuilder:
                 return any_of(
                     [c.of_type_condition(resource_type, code, v, alias) for v in alternatives]
                 )
+            if modifier in ("in", "not-in"):
+                members = [
+                    c.token_in_condition(
+                        resource_type,
+                        code,
+                        self.lookups.expansion(url),
+                        self.lookups.codes_of,
+                        alias,
+                    )
+                    for url in alternatives
+                ]
+                if modifier == "in":
+                    return any_of(members)
+                # :not-in, like :not: no coding of the resource in any of the value sets
+                return all_of([c.negate(member) for member in members])
             if modifier is None:
                 return any_of(
                     [c.token_condition(resource_type, code, v, None, alias) for v in alternatives]
@@ -288,6 +296,15 @@ class ConditionBuilder:
             )
         return None
 
+    def _list(
+        self, types: Sequence[str], modifier: str | None, list_ids: list[str], alias: str
+    ) -> Condition | None:
+        """``_list=<id>[,<id>]``: resources of ``types`` a List's entries reference."""
+        if modifier is not None:
+            return None
+        items = [item for list_id in list_ids for item in self.lookups.list_items(list_id)]
+        return c.list_condition(types, items, alias)
+
     # -- whole-system search -----------------------------------------------------------
     def common(
         self, types: Sequence[str], name: str, value: str, alias: str = "r"
@@ -295,9 +312,11 @@ class ConditionBuilder:
         """A parameter common to all resources, over rows of any of ``types``."""
         code, _, modifier_text = name.partition(":")
         modifier = modifier_text or None
+        if code == "_list":
+            return self._list(types, modifier, c.split_commas(value), alias)
         if code not in COMMON:
             return None
-        alternatives = split_commas(value)
+        alternatives = c.split_commas(value)
         if code in ("_id", "_lastUpdated"):
             return self.simple(types[0] if types else "Patient", code, modifier, value, alias)
         kind = "token" if code in ("_tag", "_security") else "uri"

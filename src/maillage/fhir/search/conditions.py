@@ -9,8 +9,8 @@ whichever side is more selective.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from psycopg import sql
@@ -18,6 +18,7 @@ from psycopg import sql
 from maillage.errors import InvalidRequest
 from maillage.fhir.indexing.normalize import date_range, normalize_string, token_hash
 from maillage.fhir.indexing.values import split_reference
+from maillage.terminology import Expansion
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[\d-])")
@@ -27,6 +28,24 @@ TEXT_SUFFIX = ":text"
 OF_TYPE_SUFFIX = ":of-type"
 
 Condition = sql.Composable
+
+
+def split_commas(value: str) -> list[str]:
+    """Split on commas not escaped with a backslash; unescape ``\\,``."""
+    parts, current, escaped = [], [], False
+    for char in value:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
 
 
 def split_prefix(value: str) -> tuple[str, str]:
@@ -99,9 +118,22 @@ def parse_date(value: str) -> tuple[datetime, datetime]:
     return bounds
 
 
+# search.html (prefixes): "the recommended value for the approximation is 10% of the
+# stated value (or for a date, 10% of the gap between now and the date)".
+AP_SHARE = Decimal("0.1")
+
+
+def approximate_dates(low: datetime, high: datetime) -> tuple[datetime, datetime]:
+    """The searched range widened, on both sides, by 10 % of the gap between now and it."""
+    gap = abs(datetime.now(UTC) - low) / 10
+    return low - gap, high + gap
+
+
 def date_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
     prefix, raw = split_prefix(value)
     low, high = parse_date(raw)
+    if prefix == "ap":
+        low, high = approximate_dates(low, high)
     where = range_compare(prefix, sql.SQL("x.low"), sql.SQL("x.high"), low, high)
     return in_index("sp_date", resource_type, code, where, alias)
 
@@ -109,6 +141,8 @@ def date_condition(resource_type: str, code: str, value: str, alias: str = "r") 
 def last_updated_condition(value: str, alias: str = "r") -> Condition:
     prefix, raw = split_prefix(value)
     low, high = parse_date(raw)
+    if prefix == "ap":
+        low, high = approximate_dates(low, high)
     column = sql.SQL("{}.last_updated").format(sql.Identifier(alias))
     return range_compare(prefix, column, column, low, high)
 
@@ -177,6 +211,73 @@ def hashed_in_index(where: sql.Composable, alias: str = "r") -> Condition:
     return sql.SQL("{alias}.rid IN (SELECT x.rid FROM sp_token x WHERE {where})").format(
         alias=sql.Identifier(alias), where=where
     )
+
+
+def token_in_condition(
+    resource_type: str,
+    code: str,
+    members: Expansion,
+    codes_of: Callable[[str], frozenset[str] | None],
+    alias: str = "r",
+) -> Condition:
+    """``:in``: a token row of ``code`` whose coding is a member of the expanded value set.
+
+    Listed members become ``system_code_hash = ANY(...)`` (index-only, like a plain
+    token search), each also hashed without a system: a row without one is a ``code``
+    element (``Patient.gender``), whose system is implied by its binding. A whole-system
+    member is listed from the shipped code system when it holds every code of it (the
+    index has no hash of the system alone); otherwise (SNOMED CT, LOINC...) it is read as
+    ``x.system = S`` over the parameter's rows, which no index serves: it reads every
+    row of the parameter.
+    """
+    hashes: set[int] = set()
+
+    def add(pairs: Iterable[tuple[str, str]]) -> None:
+        for system, token in pairs:
+            hashes.add(token_hash(resource_type, code, system or None, token))
+            hashes.add(token_hash(resource_type, code, None, token))
+
+    add(members.enumerated())
+    scanned: list[tuple[str, frozenset[str]]] = []
+    for system, excepted in members.whole_systems():
+        known = codes_of(system)
+        if known is None:
+            scanned.append((system, excepted))
+        else:
+            add((system, token) for token in sorted(known - excepted))
+    parts: list[Condition] = []
+    if hashes:
+        where = sql.SQL("x.system_code_hash = ANY({})").format(sql.Literal(sorted(hashes)))
+        parts.append(hashed_in_index(where, alias))
+    for system, excepted in scanned:
+        where = sql.SQL("x.system = {}").format(sql.Literal(system))
+        if excepted:
+            where = sql.SQL("{} AND NOT (x.code = ANY({}))").format(
+                where, sql.Literal(sorted(excepted))
+            )
+        parts.append(in_index("sp_token", resource_type, code, where, alias))
+    if not parts:
+        return sql.SQL("FALSE")
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+
+
+def list_condition(
+    types: Sequence[str], items: Iterable[tuple[str, str]], alias: str = "r"
+) -> Condition:
+    """``_list``: ``alias`` is one of the resources ``items`` (type, id) of the types given."""
+    by_type: dict[str, set[str]] = {}
+    for item_type, item_id in items:
+        if item_type in types:
+            by_type.setdefault(item_type, set()).add(item_id)
+    if not by_type:
+        return sql.SQL("FALSE")
+    parts = [
+        sql.SQL("({a}.resource_type = {t} AND {ids})").format(
+            a=sql.Identifier(alias), t=sql.Literal(item_type), ids=id_condition(sorted(ids), alias)
+        )
+        for item_type, ids in sorted(by_type.items())
+    ]
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
 
 
 def of_type_condition(resource_type: str, code: str, value: str, alias: str = "r") -> Condition:
@@ -252,8 +353,9 @@ def precision_range(number: Decimal) -> tuple[Decimal, Decimal]:
 
 
 def number_where(value: str, column: sql.Composable) -> sql.Composable:
-    """A number or quantity value (search.html, number): ``eq``/``ne``/``ap`` use the range
-    the value's precision implies, upper bound excluded ("100" is [99.5, 100.5));
+    """A number or quantity value (search.html, number): ``eq``/``ne`` use the range
+    the value's precision implies, upper bound excluded ("100" is [99.5, 100.5)); ``ap``
+    that range or within 10 % of the value;
     ``gt``/``lt``/``ge``/``le`` compare with the value exactly ("gt100": greater than
     exactly 100); ``sa``/``eb`` are after/before the whole range."""
     prefix, raw = split_prefix(value)
@@ -262,7 +364,9 @@ def number_where(value: str, column: sql.Composable) -> sql.Composable:
     templates = {
         "eq": "({column} >= {low} AND {column} < {high})",
         "ne": "NOT ({column} >= {low} AND {column} < {high})",
-        "ap": "({column} >= {low} AND {column} < {high})",
+        # within 10 % of the value, or within the range its precision implies
+        "ap": "(({column} >= {near_low} AND {column} <= {near_high})"
+        " OR ({column} >= {low} AND {column} < {high}))",
         "gt": "({column} > {exact})",
         "lt": "({column} < {exact})",
         "ge": "({column} >= {exact})",
@@ -270,11 +374,14 @@ def number_where(value: str, column: sql.Composable) -> sql.Composable:
         "sa": "({column} >= {high})",
         "eb": "({column} < {low})",
     }
+    margin = abs(exact) * AP_SHARE
     return sql.SQL(templates[prefix]).format(
         column=column,
         low=sql.Literal(low),
         high=sql.Literal(high),
         exact=sql.Literal(exact),
+        near_low=sql.Literal(exact - margin),
+        near_high=sql.Literal(exact + margin),
     )
 
 

@@ -21,6 +21,7 @@ from maillage.fhir.definitions import params_for, patient_compartment, resource_
 from maillage.fhir.model import SearchPage, StoredResource
 from maillage.fhir.search import conditions, includes, shaping
 from maillage.fhir.search.builder import Authorize, ConditionBuilder, Visible, any_of
+from maillage.fhir.search.lookups import Lookups, gather
 from maillage.fhir.search.paging import (
     Cursor,
     SortKey,
@@ -63,9 +64,13 @@ class SearchEngine:
         visible: Visible,
         authorize: Authorize = _allow_all,
         types: list[str] | None = None,
+        lookups: Lookups | None = None,
     ) -> tuple[list[sql.Composable], list[tuple[str, str]]]:
-        """The SQL condition of each filter parameter, and the parameters used."""
-        builder = ConditionBuilder(visible, authorize)
+        """The SQL condition of each filter parameter, and the parameters used.
+
+        ``lookups``: the stored ValueSets and Lists the parameters name (``gather``).
+        """
+        builder = ConditionBuilder(visible, authorize, lookups)
         where: list[sql.Composable] = []
         used: list[tuple[str, str]] = []
         every_type = types or sorted(resource_types())
@@ -103,6 +108,12 @@ class SearchEngine:
             params, strict=strict, default_count=self.default_count, max_count=self.max_count
         )
         scope = self._scope(resource_type, results, strict, authorize)
+        lookups = await gather(
+            lambda query: self._fetch(conn, query),
+            params,
+            visible=visible,
+            authorize=authorize,
+        )
         where, used = self.conditions(
             resource_type,
             params,
@@ -110,6 +121,7 @@ class SearchEngine:
             visible=visible,
             authorize=authorize,
             types=results.types,
+            lookups=lookups,
         )
         if compartment is not None:
             assert resource_type is not None

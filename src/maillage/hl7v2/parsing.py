@@ -1,0 +1,80 @@
+"""Reading messages with python-hl7 (the ``hl7`` package): escapes, repetitions and
+components handled by the library, never by ``split('|')`` on a whole message.
+
+python-hl7 raises many kinds of exception on malformed input (IndexError, KeyError,
+ParseException...): everything here turns them into ``None`` or ``ParseFailure``.
+"""
+
+from __future__ import annotations
+
+import hl7
+
+_ALNUM = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+class ParseFailure(ValueError):
+    """python-hl7 could not read the text as an HL7 message."""
+
+
+def segments(text: str) -> list[str]:
+    """The segments of a decoded message. HL7 separates them with CR; LF and CRLF, which
+    some senders write, are taken as CR (a field cannot hold a raw line break)."""
+    normalized = text.replace("\r\n", "\r").replace("\n", "\r")
+    return [segment for segment in normalized.strip(" \t\r").split("\r") if segment.strip()]
+
+
+def separators_problem(msh: str) -> str | None:
+    """Why MSH-1/MSH-2 cannot be used as separators, or None when they can."""
+    if len(msh) < 8:
+        return "MSH is too short to hold its separators"
+    field, encoding = msh[3], msh[4:8]
+    chosen = [field, *encoding]
+    if any(char in _ALNUM or char in " \r\n" for char in chosen):
+        return "MSH-1/MSH-2 separators must not be letters, digits or blanks"
+    if len(set(chosen)) != len(chosen):
+        return "MSH-1/MSH-2 separators must be five distinct characters"
+    after = msh[8:9]
+    # 4 encoding characters (v2.5), or 5 with the truncation character (v2.7+)
+    if after and after != field and (after in _ALNUM or msh[9:10] != field):
+        return "MSH-2 must be followed by the field separator"
+    return None
+
+
+def parse(text: str) -> hl7.Message:
+    """The whole message, or ParseFailure."""
+    try:
+        message = hl7.parse("\r".join(segments(text)))
+    except Exception as error:  # python-hl7 raises anything on malformed input
+        # The library's message may quote the segment (patient data): keep only the kind.
+        raise ParseFailure(f"python-hl7 failed ({type(error).__name__})") from error
+    if not isinstance(message, hl7.Message):
+        raise ParseFailure("not a single HL7 message")
+    return message
+
+
+def value(
+    message: hl7.Message,
+    segment: str,
+    field: int,
+    component: int = 1,
+    *,
+    repetition: int = 1,
+    subcomponent: int = 1,
+) -> str:
+    """One leaf value (unescaped), or '' when the message does not have it."""
+    try:
+        found = message.extract_field(segment, 1, field, repetition, component, subcomponent)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return ""
+    return str(found).strip()
+
+
+def repetitions(message: hl7.Message, segment: str, field: int) -> int:
+    """How many repetitions the field has in the first such segment (0 when absent)."""
+    try:
+        found = message.segment(segment)
+        if field >= len(found):
+            return 0
+        return len(found(field))
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return 0

@@ -1,0 +1,445 @@
+"""Field comparisons and blocking keys over prepared records (``normalize.prepare``).
+
+Each comparison sorts a pair into one of its ordered levels (the first that holds wins,
+the last is "anything else"), or into "missing" (-1) when a side lacks the value, which
+weighs nothing. Every level is written twice, once in Python for the in-process scorer
+and once as the SQL condition Splink trains on; the two must agree, and the tests check
+they do (same Jaro-Winkler: DuckDB and rapidfuzz share the rapidfuzz implementation).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+
+from maillage.identity.normalize import is_day_month_swap
+
+Record = Mapping[str, Any]
+LevelFunction = Callable[[Record, Record], int]
+
+MISSING: Final = -1
+JW_HIGH: Final = 0.92
+JW_LOW: Final = 0.80
+
+_jw = JaroWinkler.similarity
+_lev = Levenshtein.distance
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One field's comparison: its level names, the Python classifier and the SQL."""
+
+    name: str
+    columns: tuple[str, ...]
+    levels: tuple[str, ...]
+    sql_conditions: tuple[str, ...]  # one per level; the last is "ELSE"
+    null_condition: str
+    level: LevelFunction
+
+    def splink_dict(self) -> dict[str, Any]:
+        """This comparison as a Splink comparison dictionary (the same levels, in order,
+        after the null level)."""
+        levels: list[dict[str, Any]] = [
+            {"sql_condition": self.null_condition, "label_for_charts": "missing", "is_null_level": True}
+        ]
+        levels += [
+            {"sql_condition": sql, "label_for_charts": label}
+            for label, sql in zip(self.levels, self.sql_conditions, strict=True)
+        ]
+        return {
+            "output_column_name": self.name,
+            "comparison_description": self.name,
+            "comparison_levels": levels,
+        }
+
+
+def _null(*columns: str) -> str:
+    return " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in columns)
+
+
+def _jw_sql(column: str, threshold: float) -> str:
+    return f"jaro_winkler_similarity({column}_l, {column}_r) >= {threshold}"
+
+
+# -- name: birth name, with the used (married) name as a cross-match ----------------------
+
+
+def _name_level(left: Record, right: Record) -> int:
+    a = left["birth_name"]
+    b = right["birth_name"]
+    if not a or not b:
+        return MISSING
+    if a == b:
+        return 0
+    lu = left["used_name"]
+    ru = right["used_name"]
+    if (ru and a == ru) or (lu and (lu == b or lu == ru)):
+        return 1
+    if _swapped(left, right):
+        return 2
+    similarity = _jw(a, b)
+    if similarity >= JW_HIGH:
+        return 3
+    if similarity >= JW_LOW:
+        return 4
+    return 5
+
+
+def _swapped(left: Record, right: Record) -> bool:
+    """The name typed in the first-name box, or the other way round: a classic desk
+    error, kept as its own level so that it is weighed instead of counted twice
+    against the pair."""
+    lf = left["first_name"]
+    rf = right["first_name"]
+    return bool((rf and left["birth_name"] == rf) or (lf and lf == right["birth_name"]))
+
+
+_SWAP_SQL = "birth_name_l = first_name_r OR first_name_l = birth_name_r"
+
+NAME = Comparison(
+    name="name",
+    columns=("birth_name", "used_name", "first_name"),
+    levels=("exact", "birth_used_cross", "swapped_with_first_name", "jw_0.92", "jw_0.80", "else"),
+    sql_conditions=(
+        "birth_name_l = birth_name_r",
+        "birth_name_l = used_name_r OR used_name_l = birth_name_r OR used_name_l = used_name_r",
+        _SWAP_SQL,
+        _jw_sql("birth_name", JW_HIGH),
+        _jw_sql("birth_name", JW_LOW),
+        "ELSE",
+    ),
+    null_condition=_null("birth_name"),
+    level=_name_level,
+)
+
+
+# -- first names: first given name, birth first names in any order --------------------
+
+
+def _first_names_level(left: Record, right: Record) -> int:
+    a = left["first_name"]
+    b = right["first_name"]
+    if not a or not b:
+        return MISSING
+    if a == b or left["first_names"] == right["first_names"]:
+        return 0
+    if a in right["first_name_set"] or b in left["first_name_set"]:
+        return 1
+    if _swapped(left, right):
+        return 2
+    similarity = _jw(a, b)
+    if similarity >= JW_HIGH:
+        return 3
+    if similarity >= JW_LOW:
+        return 4
+    return 5
+
+
+FIRST_NAMES = Comparison(
+    name="first_names",
+    columns=("first_name", "first_names", "first_name_set", "birth_name"),
+    levels=("exact", "in_other_list", "swapped_with_name", "jw_0.92", "jw_0.80", "else"),
+    sql_conditions=(
+        "first_name_l = first_name_r OR first_names_l = first_names_r",
+        "list_contains(first_name_set_r, first_name_l) "
+        "OR list_contains(first_name_set_l, first_name_r)",
+        _SWAP_SQL,
+        _jw_sql("first_name", JW_HIGH),
+        _jw_sql("first_name", JW_LOW),
+        "ELSE",
+    ),
+    null_condition=_null("first_name"),
+    level=_first_names_level,
+)
+
+
+# -- birth date (YYYYMMDD) -------------------------------------------------------------
+
+
+def _date_level(left: Record, right: Record) -> int:
+    a = left["birth_date"]
+    b = right["birth_date"]
+    if not a or not b:
+        return MISSING
+    if a == b:
+        return 0
+    if is_day_month_swap(a, b):
+        return 1
+    distance = _lev(a, b, score_cutoff=2)
+    if distance <= 1:
+        return 2
+    if distance <= 2:
+        return 3
+    return 4
+
+
+BIRTH_DATE = Comparison(
+    name="birth_date",
+    columns=("birth_date",),
+    levels=("exact", "day_month_swap", "one_typo", "two_typos", "else"),
+    sql_conditions=(
+        "birth_date_l = birth_date_r",
+        "substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
+        "AND substr(birth_date_l, 5, 2) = substr(birth_date_r, 7, 2) "
+        "AND substr(birth_date_l, 7, 2) = substr(birth_date_r, 5, 2)",
+        "levenshtein(birth_date_l, birth_date_r) <= 1",
+        "levenshtein(birth_date_l, birth_date_r) <= 2",
+        "ELSE",
+    ),
+    null_condition=_null("birth_date"),
+    level=_date_level,
+)
+
+
+# -- generic kinds ---------------------------------------------------------------------
+
+
+def _exact(column: str) -> Comparison:
+    def level(left: Record, right: Record) -> int:
+        a = left[column]
+        b = right[column]
+        if not a or not b:
+            return MISSING
+        return 0 if a == b else 1
+
+    return Comparison(
+        name=column,
+        columns=(column,),
+        levels=("exact", "else"),
+        sql_conditions=(f"{column}_l = {column}_r", "ELSE"),
+        null_condition=_null(column),
+        level=level,
+    )
+
+
+def _edits(column: str, max_edits: int) -> Comparison:
+    """Exact, then 1..max_edits Levenshtein edits (an identifier or a code typed wrong)."""
+
+    def level(left: Record, right: Record) -> int:
+        a = left[column]
+        b = right[column]
+        if not a or not b:
+            return MISSING
+        if a == b:
+            return 0
+        distance = _lev(a, b, score_cutoff=max_edits)
+        return distance if distance <= max_edits else max_edits + 1
+
+    edits = tuple(range(1, max_edits + 1))
+    return Comparison(
+        name=column,
+        columns=(column,),
+        levels=("exact", *(f"edits_{n}" for n in edits), "else"),
+        sql_conditions=(
+            f"{column}_l = {column}_r",
+            *(f"levenshtein({column}_l, {column}_r) <= {n}" for n in edits),
+            "ELSE",
+        ),
+        null_condition=_null(column),
+        level=level,
+    )
+
+
+def _text(column: str) -> Comparison:
+    def level(left: Record, right: Record) -> int:
+        a = left[column]
+        b = right[column]
+        if not a or not b:
+            return MISSING
+        if a == b:
+            return 0
+        similarity = _jw(a, b)
+        if similarity >= JW_HIGH:
+            return 1
+        if similarity >= JW_LOW:
+            return 2
+        return 3
+
+    return Comparison(
+        name=column,
+        columns=(column,),
+        levels=("exact", "jw_0.92", "jw_0.80", "else"),
+        sql_conditions=(
+            f"{column}_l = {column}_r",
+            _jw_sql(column, JW_HIGH),
+            _jw_sql(column, JW_LOW),
+            "ELSE",
+        ),
+        null_condition=_null(column),
+        level=level,
+    )
+
+
+def _birthplace_level(left: Record, right: Record) -> int:
+    a = left["birthplace"]
+    b = right["birthplace"]
+    if not a or not b:
+        return MISSING
+    if a == b:
+        return 0
+    return 1 if a[:2] == b[:2] else 2
+
+
+BIRTHPLACE = Comparison(
+    name="birthplace",
+    columns=("birthplace",),
+    levels=("exact", "same_department", "else"),
+    sql_conditions=(
+        "birthplace_l = birthplace_r",
+        "substr(birthplace_l, 1, 2) = substr(birthplace_r, 1, 2)",
+        "ELSE",
+    ),
+    null_condition=_null("birthplace"),
+    level=_birthplace_level,
+)
+
+CATALOG: Final[dict[str, Comparison]] = {
+    c.name: c
+    for c in (
+        NAME,
+        FIRST_NAMES,
+        BIRTH_DATE,
+        _exact("sex"),
+        BIRTHPLACE,
+        _edits("ins", 2),
+        _exact("house_number"),
+        _text("address_line"),
+        _text("address_extra"),
+        _text("city"),
+        _edits("postcode", 1),
+        _edits("phone", 1),
+    )
+}
+
+# The French identity comparisons a territory model starts from.
+DEFAULT_COMPARISONS: Final = (
+    "name",
+    "first_names",
+    "birth_date",
+    "sex",
+    "birthplace",
+    "ins",
+    "postcode",
+    "city",
+    "address_line",
+    "phone",
+)
+
+
+# -- blocking --------------------------------------------------------------------------
+
+
+def _year(record: Record) -> str:
+    date: str = record["birth_date"]
+    return date[:4] if date else ""
+
+
+def _key_birth_date(record: Record) -> list[str]:
+    return [record["birth_date"]] if record["birth_date"] else []
+
+
+def _key_name_year(record: Record) -> list[str]:
+    """Birth name and used name prefixes with the birth year: a married-name record meets
+    its birth-name record here."""
+    year = _year(record)
+    if not year:
+        return []
+    return [f"{name[:4]}|{year}" for name in {record["birth_name"], record["used_name"]} if name]
+
+
+def _key_first_last(record: Record) -> list[str]:
+    """First name and name prefixes, in either order: a name typed in the first-name box
+    and the other way round still meet."""
+    first = record["first_name"]
+    if not first:
+        return []
+    keys = []
+    for name in {record["birth_name"], record["used_name"]}:
+        if name:
+            a, b = sorted((first[:3], name[:3]))
+            keys.append(f"{a}|{b}")
+    return keys
+
+
+def _key_ins(record: Record) -> list[str]:
+    return [record["ins"]] if record["ins"] else []
+
+
+def _key_postcode_first(record: Record) -> list[str]:
+    if not record["postcode"] or not record["first_name"]:
+        return []
+    return [f"{record['postcode']}|{record['first_name'][:2]}"]
+
+
+def _key_postcode_name(record: Record) -> list[str]:
+    if not record["postcode"] or not record["birth_name"]:
+        return []
+    return [f"{record['postcode']}|{record['birth_name'][:2]}"]
+
+
+def _key_address(record: Record) -> list[str]:
+    if not record["address_line"] or not record["house_number"]:
+        return []
+    return [f"{record['house_number']}|{record['address_line'][:4]}"]
+
+
+BLOCKING_RULES: Final[dict[str, Callable[[Record], list[str]]]] = {
+    "birth_date": _key_birth_date,
+    "name_year": _key_name_year,
+    "first_last": _key_first_last,
+    "ins": _key_ins,
+    "postcode_first": _key_postcode_first,
+    "postcode_name": _key_postcode_name,
+    "address": _key_address,
+}
+DEFAULT_BLOCKING: Final = ("birth_date", "name_year", "first_last", "ins")
+
+
+def blocking_keys(record: Record, rules: Sequence[str] = DEFAULT_BLOCKING) -> list[str]:
+    """The keys a record is filed under, prefixed by their rule (two records are
+    candidates when they share one key)."""
+    keys: list[str] = []
+    for rule in rules:
+        keys.extend(f"{rule}:{key}" for key in BLOCKING_RULES[rule](record))
+    return keys
+
+
+def candidate_pairs(
+    left: Sequence[Record],
+    right: Sequence[Record] | None = None,
+    rules: Sequence[str] = DEFAULT_BLOCKING,
+    max_block: int = 5000,
+) -> set[tuple[int, int]]:
+    """Candidate pairs by position: ``(i, j)`` with i in ``left`` and j in ``right``
+    (a link), or i < j both in ``left`` when ``right`` is None (a dedupe). A key shared
+    by more than ``max_block`` records (a placeholder date, say) is skipped: it would
+    pair everyone with everyone and tells nothing."""
+    index: dict[str, list[int]] = defaultdict(list)
+    for position, record in enumerate(left):
+        for key in blocking_keys(record, rules):
+            index[key].append(position)
+    pairs: set[tuple[int, int]] = set()
+    if right is None:
+        for members in index.values():
+            if 1 < len(members) <= max_block:
+                pairs.update(
+                    (a, b) for n, a in enumerate(members) for b in members[n + 1 :] if a != b
+                )
+        return pairs
+    for position, record in enumerate(right):
+        for key in blocking_keys(record, rules):
+            members = index.get(key)
+            if members and len(members) <= max_block:
+                pairs.update((i, position) for i in members)
+    return pairs
+
+
+def levels_for(
+    comparisons: Iterable[Comparison], left: Record, right: Record
+) -> list[tuple[str, int]]:
+    """Each comparison's level for a pair (the gamma vector), for tests and reports."""
+    return [(c.name, c.level(left, right)) for c in comparisons]
