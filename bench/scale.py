@@ -309,15 +309,17 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         with running_hub(database, args.workers, log_dir=OUT_DIR / "logs") as hub:
             for scenario in chosen:
-                values = scenario_values(database, scenario.key, dataset, rng, args.requests)
+                requests = min(args.requests, scenario.max_requests)
+                values = scenario_values(database, scenario.key, dataset, rng, requests)
                 mean = check_same_rows(hub.base_url, database, scenario, values)
-                hub_latency = _stats(time_hub(hub.base_url, scenario, values, args.requests))
-                floor_latency = _stats(time_floor(database, scenario, values, args.requests))
+                hub_latency = _stats(time_hub(hub.base_url, scenario, values, requests))
+                floor_latency = _stats(time_floor(database, scenario, values, requests))
                 row = {
                     "key": scenario.key,
                     "title": scenario.title,
                     "target_ms": scenario.target_ms,
                     "mean_resources": mean,
+                    "requests": requests,
                     "hub": hub_latency,
                     "floor": floor_latency,
                     "example": scenario.path(values[0]),

@@ -59,6 +59,7 @@ def _size_section(sizes: dict[str, Any]) -> list[str]:
 def _latency_section(payload: dict[str, Any]) -> list[str]:
     lines = [
         f"One client, one keep-alive connection, {payload['requests']} requests per search "
+        "(40 for `$everything`) "
         f"after 20 warm-up ones, values cycled from the data; hub with {payload['workers']} "
         "worker(s). Floor: the same resources (checked equal to the hub's on the first 10 "
         "queries) fetched by plain SQL through psycopg 3 (no count, no Bundle).",
