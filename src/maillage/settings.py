@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # HL7 v2 gateway (docs/architecture.md, src/maillage/hl7v2/): the MLLP listener that
     # `maillage serve` starts (in one process only) and `maillage gateway` runs alone.
     hl7_enabled: bool = True
+    # False: this process only processes stored messages (no listener).
+    hl7_listen: bool = True
     hl7_host: str = "127.0.0.1"
     hl7_port: int = 2575
     # TLS when both are set; with a client CA, senders must present a certificate.
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
     hl7_max_attempts: int = 5
     hl7_retry_base_s: float = 2.0
     hl7_retry_max_s: float = 300.0
-    hl7_poll_interval_s: float = 1.0
+    hl7_poll_interval_s: float = 0.2
 
     @property
     def exports_path(self) -> Path:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 from hl7.client import MLLPClient
 
+from maillage.hl7v2 import parsing
 from maillage.hl7v2.processing import (
     A08_REASON,
     PROCESSED,
@@ -20,7 +22,6 @@ from maillage.hl7v2.processing import (
     Outcome,
     default_handlers,
 )
-from maillage.hl7v2 import parsing
 from tests.hl7v2.conftest import (
     MllpConnection,
     RunningGateway,
@@ -30,7 +31,7 @@ from tests.hl7v2.conftest import (
     rows,
     wait_for,
 )
-from tests.hl7v2.messages import FAMILY, message
+from tests.hl7v2.messages import message
 
 
 def test_aa_comes_after_the_row_is_committed(gateway: RunningGateway) -> None:
@@ -165,7 +166,7 @@ def test_a_dead_database_never_gets_an_aa(hl7_database: str) -> None:
 def test_database_unavailable_then_back(server_url: str, database_url: str) -> None:
     """A database that refuses connections for a while: AR meanwhile, AA and processing
     afterwards, by themselves."""
-    name = "maillage_hl7_outage"
+    name = f"maillage_hl7_outage_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(server_url, autocommit=True)
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{name}"')
@@ -245,8 +246,9 @@ def test_tls(hl7_database: str, tmp_path: Path) -> None:
 
 
 def test_a_site_with_its_own_port(hl7_database: str) -> None:
-    from maillage.demo.senders import demo_senders
     from dataclasses import replace
+
+    from maillage.demo.senders import demo_senders
 
     own = _free_port()
     sites = tuple(

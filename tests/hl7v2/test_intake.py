@@ -7,12 +7,12 @@ import hl7
 import pytest
 
 from maillage.demo.senders import demo_senders
+from maillage.errors import ConfigurationError
 from maillage.hl7v2 import parsing
 from maillage.hl7v2.acks import build_ack
 from maillage.hl7v2.charset import declared_charset
 from maillage.hl7v2.intake import Accepted, Rejected, analyze
 from maillage.hl7v2.sites import SiteConfig, SiteRegistry
-from maillage.errors import ConfigurationError
 from tests.hl7v2.messages import FAMILY, message
 
 SITES = SiteRegistry(demo_senders())
@@ -124,3 +124,32 @@ def test_site_configuration_errors_are_reported_together() -> None:
 
 def _fields(site: SiteConfig) -> dict[str, object]:
     return {name: getattr(site, name) for name in SiteConfig.__slots__}  # type: ignore[attr-defined]
+
+
+def test_the_ack_path_reader_agrees_with_python_hl7() -> None:
+    """HeaderReader (no tree) gives the values python-hl7's tree gives, escapes included."""
+    samples = [
+        message(kind, charset=charset, control_id=control)
+        for kind in ("adt_a28", "adt_a08", "oru_r01")
+        for charset in ("8859/15", "UNICODE UTF-8")
+        for control in ("SIMPLE", "WITH\\F\\PIPE\\S\\HAT", "X\\T\\Y")
+    ]
+    samples.append(
+        b"MSH#*!/$#GAM*X#CH_MAILLEBOURG#A#B##ADT*A28*ADT_A05#C/E/1#P#2.5\rPID#1##I1*$*$*CH$O*PI\r"
+    )
+    for raw in samples:
+        text = raw.decode("latin-1")
+        segments = parsing.segments(text)
+        pid = next((segment for segment in segments if segment.startswith("PID")), None)
+        reader = parsing.HeaderReader(segments[0], pid)
+        tree = parsing.parse(text)
+        for field, component in ((3, 1), (4, 1), (6, 1), (9, 1), (9, 2), (10, 1), (11, 1), (18, 1)):
+            assert reader.msh(field, component) == parsing.value(tree, "MSH", field, component), (
+                field,
+                raw[:60],
+            )
+        for number, (identifier, namespace, oid, kind) in enumerate(reader.pid3(), start=1):
+            assert identifier == parsing.value(tree, "PID", 3, 1, repetition=number)
+            assert namespace == parsing.value(tree, "PID", 3, 4, repetition=number)
+            assert oid == parsing.value(tree, "PID", 3, 4, repetition=number, subcomponent=2)
+            assert kind == parsing.value(tree, "PID", 3, 5, repetition=number)

@@ -33,16 +33,22 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str, index: int = 0) -> None:
+def _worker(host: str, port: int, log_level: str, index: int = 0, count: int = 1) -> None:
     """One worker (a spawned process): the app from the environment, its own socket.
 
-    Only worker 0 runs the HL7 v2 gateway: one MLLP listener per hub, and its processor.
+    The HL7 v2 gateway runs in one worker only (one MLLP listener per hub); with two
+    workers or more, its processor runs in worker 1, so that converting messages does not
+    take the listener's event loop from the ACKs (docs/benchmarks.md).
     """
     import os
 
     import uvicorn
 
-    if index > 0:
+    if count > 1 and index == 0:
+        os.environ["MAILLAGE_HL7_WORKERS"] = "0"
+    elif index == 1:
+        os.environ["MAILLAGE_HL7_LISTEN"] = "false"
+    elif index > 1:
         os.environ["MAILLAGE_HL7_ENABLED"] = "false"
 
     logging.basicConfig(
@@ -71,7 +77,7 @@ def run_workers(host: str, port: int, count: int, log_level: str) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
-            target=_worker, args=(host, port, log_level, n), name=f"maillage-worker-{n}"
+            target=_worker, args=(host, port, log_level, n, count), name=f"maillage-worker-{n}"
         )
         for n in range(count)
     ]

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import hl7
-
 from maillage.hl7v2 import parsing
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation
 from maillage.hl7v2.charset import UnsupportedCharset, codec_for, declared_charset, msh_fields
 from maillage.hl7v2.sites import SiteConfig, SiteRegistry
-
-
-# Indexes, in an MSH split at its field separator (index n is MSH-(n+1)), of the fields
-# read on receipt: MSH-1/2 (separators), 3, 4, 6, 9, 10, 11, 18.
-_MSH_READ = frozenset({0, 1, 2, 3, 5, 8, 9, 10, 17})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,40 +149,22 @@ def analyze(
 def _read_header(
     text: str, site: SiteConfig, sender: str, codec: str, early: AckContext
 ) -> Accepted | Rejected:
-    # Only MSH and PID-1..3 of the first PID are read here (the ACK path: python-hl7 on
-    # the whole message costs more than the INSERT); the processor parses everything.
-    # Cutting PID after PID-3 at the field separator is safe: a separator inside a value
-    # is escaped (\F\), never written raw.
+    # Only MSH and PID-3 of the first PID are read here, by ``HeaderReader`` (the ACK
+    # path); the processor parses the whole message with python-hl7.
     wanted = [segment for segment in parsing.segments(text) if segment[:3] in ("MSH", "PID")]
     pid = next((segment for segment in wanted[1:] if segment.startswith("PID")), None)
-    separator = wanted[0][3]
-    if pid is not None:
-        pid = separator.join(pid.split(separator, 4)[:4])
-    # MSH fields the ACK path does not read are left empty for the same reason.
-    msh = wanted[0].split(separator)
-    msh = [part if index in _MSH_READ else "" for index, part in enumerate(msh[:18])]
-    try:
-        header = parsing.parse(separator.join(msh) + ("\r" + pid if pid else ""))
-    except parsing.ParseFailure:
-        return Rejected(
-            "AR",
-            ErrorDetail(ErrorLocation("MSH"), 100, "the MSH segment cannot be parsed"),
-            early,
-            site=site.code,
-            sender=sender,
-            codec=codec,
-        )
-    message_type = parsing.value(header, "MSH", 9, 1)
-    trigger_event = parsing.value(header, "MSH", 9, 2)
-    control_id = parsing.value(header, "MSH", 10)
+    header = parsing.HeaderReader(wanted[0], pid)
+    message_type = header.msh(9, 1)
+    trigger_event = header.msh(9, 2)
+    control_id = header.msh(10)
     ack = AckContext(
         sending_application=early.sending_application,
         sending_facility=early.sending_facility,
-        receiving_facility=parsing.value(header, "MSH", 6),
+        receiving_facility=header.msh(6),
         trigger_event=trigger_event,
         control_id=control_id,
-        processing_id=parsing.value(header, "MSH", 11) or "P",
-        charset=parsing.value(header, "MSH", 18) or None,
+        processing_id=header.msh(11) or "P",
+        charset=header.msh(18) or None,
     )
     missing: ErrorDetail | None = None
     if not message_type:
@@ -222,20 +197,15 @@ def _read_header(
     )
 
 
-def _patient_key(header: hl7.Message, site: SiteConfig) -> str | None:
+def _patient_key(header: parsing.HeaderReader, site: SiteConfig) -> str | None:
     """``site:IPP`` from PID-3: the repetition assigned by the site (CX-4.2 = its OID, or
     CX-4.1 = its namespace), else the first identifier of type PI."""
-    count = parsing.repetitions(header, "PID", 3)
     first_pi: str | None = None
-    for repetition in range(1, count + 1):
-        identifier = parsing.value(header, "PID", 3, 1, repetition=repetition)
+    for identifier, namespace, oid, kind in header.pid3():
         if not identifier or identifier == '""':
             continue
-        namespace = parsing.value(header, "PID", 3, 4, repetition=repetition)
-        oid = parsing.value(header, "PID", 3, 4, repetition=repetition, subcomponent=2)
         if oid == site.ipp_oid or (site.ipp_namespace and namespace == site.ipp_namespace):
             return f"{site.code}:{identifier}"
-        kind = parsing.value(header, "PID", 3, 5, repetition=repetition)
         if kind == "PI" and first_pi is None:
             first_pi = identifier
     return f"{site.code}:{first_pi}" if first_pi else None

@@ -7,7 +7,10 @@ ParseException...): everything here turns them into ``None`` or ``ParseFailure``
 
 from __future__ import annotations
 
+import functools
+
 import hl7
+from hl7.util import unescape as hl7_unescape
 
 _ALNUM = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -78,3 +81,63 @@ def repetitions(message: hl7.Message, segment: str, field: int) -> int:
         return len(found(field))
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return 0
+
+
+@functools.cache
+def _escape_context(separators: str, esc: str) -> hl7.Message:
+    # python-hl7's unescape reads the separators and escape character from a container.
+    return hl7.Message(separators=separators, esc=esc)
+
+
+class HeaderReader:
+    """The few MSH and PID-3 values the ACK path needs, read without building python-hl7's
+    tree (which costs more than the INSERT that follows): the segment is split at the
+    message's own separators (MSH-1/MSH-2), first repetition, component and subcomponent
+    as python-hl7's ``extract_field`` takes them, values unescaped by python-hl7's
+    ``unescape``. A separator inside a value is always escaped, so the splits are exact.
+    ``separators_problem`` must have accepted the MSH first.
+    """
+
+    def __init__(self, msh: str, pid: str | None) -> None:
+        self.field = msh[3]
+        self.component, self.repetition, esc, self.subcomponent = (
+            msh[4],
+            msh[5],
+            msh[6],
+            msh[7],
+        )
+        separators = "\r" + self.field + self.repetition + self.component + self.subcomponent
+        self._context = _escape_context(separators, esc)
+        # index n is MSH-n: MSH-1 is the field separator itself
+        self._msh = ["MSH", self.field, *msh[4:].split(self.field)]
+        self._pid = pid.split(self.field) if pid else []
+
+    def msh(self, field: int, component: int = 1) -> str:
+        return self._leaf(self._msh[field] if field < len(self._msh) else "", component)
+
+    def pid3(self) -> list[tuple[str, str, str, str]]:
+        """(CX-1, CX-4.1, CX-4.2, CX-5) of each PID-3 repetition."""
+        if len(self._pid) <= 3 or not self._pid[3]:
+            return []
+        found = []
+        for repetition in self._pid[3].split(self.repetition):
+            components = repetition.split(self.component)
+            authority = components[3].split(self.subcomponent) if len(components) > 3 else []
+            found.append(
+                (
+                    self._unescape(components[0].split(self.subcomponent)[0]),
+                    self._unescape(authority[0]) if authority else "",
+                    self._unescape(authority[1]) if len(authority) > 1 else "",
+                    self._leaf(components[4], 1) if len(components) > 4 else "",
+                )
+            )
+        return found
+
+    def _leaf(self, value: str, component: int) -> str:
+        components = value.split(self.repetition)[0].split(self.component)
+        if component > len(components):
+            return ""
+        return self._unescape(components[component - 1].split(self.subcomponent)[0])
+
+    def _unescape(self, value: str) -> str:
+        return str(hl7_unescape(self._context, value)).strip()

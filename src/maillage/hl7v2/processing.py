@@ -1,6 +1,12 @@
 """Processing from the store: handlers by message type, in order per patient, with
 retries, a dead-letter state and the reason.
 
+In order per patient means: one message of a patient at a time, in the order their rows
+were committed (by id). A sender sends a message after the ACK of the previous one, so
+this is its sending order; two senders sending one patient's messages at the same
+instant have no order to keep. A dead message no longer holds its patient's next ones;
+replaying it later processes it after them.
+
 Each worker task claims a few messages (the oldest waiting one of each patient, locked)
 in one transaction, runs each one's handler in a savepoint of that transaction, and
 commits the handler's writes together with the message's new status: a message is
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +34,7 @@ from maillage.hl7v2.store import ClaimedMessage, MessageStore
 log = logging.getLogger(__name__)
 
 A08_REASON = "A08 is not used in France (IHE PAM FR)"
+_PARTIAL_BATCH_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +56,36 @@ class PermanentFailure(Exception):
     """The message can never be processed as it is: dead-lettered without retries."""
 
 
-@dataclass(frozen=True, slots=True)
 class MessageContext:
-    """What a handler gets: the parsed message, its site, and the transaction its writes
-    must use (committed with the message's status)."""
+    """What a handler gets: the message (parsed on first use: a handler that ignores it
+    does not pay for python-hl7), its site, and the transaction its writes must use
+    (committed with the message's status)."""
 
-    id: int
-    site: SiteConfig | None
-    message_type: str
-    trigger_event: str
-    message: hl7.Message
-    conn: psycopg.AsyncConnection
+    def __init__(
+        self,
+        claimed: ClaimedMessage,
+        site: SiteConfig | None,
+        conn: psycopg.AsyncConnection,
+    ) -> None:
+        self.id = claimed.id
+        self.site = site
+        self.message_type = claimed.message_type or ""
+        self.trigger_event = claimed.trigger_event or ""
+        self.conn = conn
+        self._claimed = claimed
+
+    @functools.cached_property
+    def message(self) -> hl7.Message:
+        """The parsed message; PermanentFailure when it cannot be (retrying will not help)."""
+        claimed = self._claimed
+        try:
+            return parsing.parse(claimed.raw.decode(claimed.charset or "utf-8"))
+        except parsing.ParseFailure as error:
+            raise PermanentFailure(f"the message cannot be parsed: {error}") from error
+        except (UnicodeDecodeError, LookupError) as error:
+            raise PermanentFailure(
+                f"the message cannot be decoded ({type(error).__name__})"
+            ) from error
 
 
 Handler = Callable[[MessageContext], Awaitable[Outcome]]
@@ -76,25 +103,35 @@ async def ignore_unknown(context: MessageContext) -> Outcome:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    handler: Handler
+    # A handler that writes runs in a savepoint, so that its failure undoes its writes
+    # alone; one that only decides (ignore) needs none, and must not use the connection.
+    writes: bool = True
+
+
 class HandlerRegistry:
     """Handlers by (MSH-9.1, MSH-9.2); ``fallback`` for everything else."""
 
-    def __init__(self, fallback: Handler = ignore_unknown) -> None:
-        self._handlers: dict[tuple[str, str], Handler] = {}
-        self.fallback = fallback
+    def __init__(self, fallback: Handler = ignore_unknown, *, fallback_writes: bool = True) -> None:
+        self._handlers: dict[tuple[str, str], Registered] = {}
+        self.fallback = Registered(fallback, fallback_writes)
 
-    def register(self, message_type: str, trigger_event: str, handler: Handler) -> None:
-        self._handlers[message_type, trigger_event] = handler
+    def register(
+        self, message_type: str, trigger_event: str, handler: Handler, *, writes: bool = True
+    ) -> None:
+        self._handlers[message_type, trigger_event] = Registered(handler, writes)
 
-    def resolve(self, message_type: str, trigger_event: str) -> Handler:
+    def resolve(self, message_type: str, trigger_event: str) -> Registered:
         return self._handlers.get((message_type, trigger_event), self.fallback)
 
 
 def default_handlers() -> HandlerRegistry:
     """What the gateway does today: A08 ignored (as France requires), the rest unknown.
     The identity (A28, A31, A40...), movement and ORU handlers register here later."""
-    registry = HandlerRegistry()
-    registry.register("ADT", "A08", ignore_a08)
+    registry = HandlerRegistry(ignore_unknown, fallback_writes=False)
+    registry.register("ADT", "A08", ignore_a08, writes=False)
     return registry
 
 
@@ -117,7 +154,7 @@ class Processor:
         *,
         retry: RetryPolicy,
         concurrency: int = 2,
-        batch: int = 16,
+        batch: int = 50,
         poll_interval_s: float = 1.0,
     ) -> None:
         self.store = store
@@ -156,8 +193,12 @@ class Processor:
         """Claim and process one batch; how many messages it held."""
         async with self.store.database.transaction() as conn:
             claimed = await self.store.claim(conn, self.batch)
+            outcomes: list[tuple[int, str, str | None]] = []
             for message in claimed:
-                await self._process(conn, message)
+                outcome = await self._process(conn, message)
+                if outcome is not None:
+                    outcomes.append((message.id, outcome.status, outcome.note))
+            await self.store.finish(conn, outcomes)
         return len(claimed)
 
     async def run_until_idle(self, max_batches: int = 10_000) -> int:
@@ -179,18 +220,32 @@ class Processor:
             except Exception:  # the database went away: try again at the next poll
                 log.warning("hl7 processor: claiming messages failed", exc_info=True)
                 taken = 0
+            if taken >= self.batch:
+                continue
             if taken:
+                # A partial batch: let the next one fill a little, rather than committing
+                # (a WAL flush) every few messages while the listener commits each one.
+                await asyncio.sleep(_PARTIAL_BATCH_PAUSE_S)
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval_s)
 
-    async def _process(self, conn: psycopg.AsyncConnection, claimed: ClaimedMessage) -> None:
+    async def _process(
+        self, conn: psycopg.AsyncConnection, claimed: ClaimedMessage
+    ) -> Outcome | None:
+        """The outcome, or None when the message failed (its failure already recorded)."""
+        site = self.sites.get(claimed.site) if claimed.site else None
+        context = MessageContext(claimed, site, conn)
+        registered = self.handlers.resolve(context.message_type, context.trigger_event)
         try:
-            async with conn.transaction():
-                outcome = await self._handle(conn, claimed)
+            if registered.writes:
+                async with conn.transaction():
+                    return await registered.handler(context)
+            return await registered.handler(context)
         except PermanentFailure as error:
-            log.warning("hl7 message %d dead-lettered: %s", claimed.id, error)
+            # the reason is on the row (`maillage hl7 messages`); it may quote the message
+            log.warning("hl7 message %d dead-lettered (permanent failure)", claimed.id)
             await self.store.fail(conn, claimed.id, str(error), dead=True, retry_in_s=0)
         except Exception as error:
             attempts = claimed.attempts + 1
@@ -204,22 +259,4 @@ class Processor:
             await self.store.fail(
                 conn, claimed.id, reason, dead=dead, retry_in_s=self.retry.delay(attempts)
             )
-        else:
-            await self.store.finish(conn, claimed.id, outcome.status, outcome.note)
-
-    async def _handle(self, conn: psycopg.AsyncConnection, claimed: ClaimedMessage) -> Outcome:
-        try:
-            text = claimed.raw.decode(claimed.charset or "utf-8")
-            message = parsing.parse(text)
-        except parsing.ParseFailure as error:
-            raise PermanentFailure(f"the message cannot be parsed: {error}") from error
-        except (UnicodeDecodeError, LookupError) as error:
-            raise PermanentFailure(
-                f"the message cannot be decoded ({type(error).__name__})"
-            ) from error
-        message_type = claimed.message_type or ""
-        trigger_event = claimed.trigger_event or ""
-        site = self.sites.get(claimed.site) if claimed.site else None
-        handler = self.handlers.resolve(message_type, trigger_event)
-        context = MessageContext(claimed.id, site, message_type, trigger_event, message, conn)
-        return await handler(context)
+        return None

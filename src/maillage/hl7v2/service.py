@@ -74,7 +74,13 @@ class Gateway:
             await self._keep(event.data, rejected)
             return build_ack("AR", rejected.ack, rejected.error).encode("ascii")
         raw = event.payload
-        intake = analyze(raw, self.sites, port_site=port_site)
+        try:
+            intake = analyze(raw, self.sites, port_site=port_site)
+        except Exception:  # a bug must not drop the message silently: keep it, answer AR
+            log.exception("hl7 receipt: analysing a message failed")
+            intake = Rejected(
+                "AR", ErrorDetail(ErrorLocation("MSH"), 207, "internal error"), AckContext()
+            )
         if isinstance(intake, Rejected):
             await self._keep(raw, intake)
             return _encode(build_ack(intake.ack_code, intake.ack, intake.error), intake.codec)
@@ -145,10 +151,11 @@ class Gateway:
             log.error("a rejected hl7 message could not be kept (%s)", type(error).__name__)
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def start(self, *, listen: bool = True) -> None:
-        """Start the processor, then the listener (which may fail: port taken)."""
+    async def start(self, *, listen: bool | None = None) -> None:
+        """Start the processor (``hl7_workers`` tasks, maybe none), then the listener unless
+        ``listen`` (default: ``hl7_listen``) is False. The listener may fail: port taken."""
         self.processor.start()
-        if not listen:
+        if not (self.settings.hl7_listen if listen is None else listen):
             return
         settings = self.settings
         self.server = MllpServer(

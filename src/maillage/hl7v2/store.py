@@ -138,29 +138,36 @@ class MessageStore:
     # -- processing -----------------------------------------------------------------------
     async def claim(self, conn: psycopg.AsyncConnection, limit: int) -> list[ClaimedMessage]:
         """Inside the caller's transaction: lock up to ``limit`` due messages, each the oldest
-        waiting one of its patient. Locked heads (another worker's) are skipped, and their
-        patients' later messages are not heads, so they are not taken either."""
+        waiting one of its patient. A head locked by another worker is skipped, and its
+        patient's later messages are not heads (the head is still ``received``), so they
+        are not taken either."""
         cursor = conn.cursor(row_factory=class_row(ClaimedMessage))
+        # Oldest first, stopping after ``limit``: the cost follows the batch, not the
+        # backlog. A message without a patient key orders with nothing.
         await cursor.execute(
             "SELECT id, site, message_type, trigger_event, charset, raw, attempts"
-            " FROM hl7_message WHERE status = 'received' AND id IN ("
-            "  SELECT id FROM ("
-            "   SELECT DISTINCT ON (coalesce(patient_key, id::text)) id, next_attempt_at"
-            "   FROM hl7_message WHERE status = 'received'"
-            "   ORDER BY coalesce(patient_key, id::text), id"
-            "  ) heads WHERE next_attempt_at <= now() ORDER BY id LIMIT %s)"
+            " FROM hl7_message m WHERE status = 'received' AND next_attempt_at <= now()"
+            " AND (patient_key IS NULL OR NOT EXISTS ("
+            "  SELECT 1 FROM hl7_message older WHERE older.status = 'received'"
+            "  AND older.patient_key = m.patient_key AND older.id < m.id))"
             " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (limit * 4, limit),
+            (limit,),
         )
         return await cursor.fetchall()
 
     async def finish(
-        self, conn: psycopg.AsyncConnection, message_id: int, status: str, note: str | None
+        self, conn: psycopg.AsyncConnection, outcomes: list[tuple[int, str, str | None]]
     ) -> None:
+        """The batch's (id, status, note) in one statement, in the batch's transaction."""
+        if not outcomes:
+            return
+        ids, statuses, notes = zip(*outcomes, strict=True)
         await conn.execute(
-            "UPDATE hl7_message SET status = %s, note = %s, error = NULL, attempts = attempts + 1,"
-            " processed_at = now(), updated_at = now() WHERE id = %s",
-            (status, note, message_id),
+            "UPDATE hl7_message m SET status = d.status, note = d.note, error = NULL,"
+            " attempts = m.attempts + 1, processed_at = now(), updated_at = now()"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS d(id, status, note)"
+            " WHERE m.id = d.id",
+            (list(ids), list(statuses), list(notes)),
         )
 
     async def fail(

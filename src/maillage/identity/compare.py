@@ -3,8 +3,8 @@
 Each comparison sorts a pair into one of its ordered levels (the first that holds wins,
 the last is "anything else"), or into "missing" (-1) when a side lacks the value, which
 weighs nothing. Every level is written twice, once in Python for the in-process scorer
-and once as the SQL condition Splink trains on; the two must agree, and the tests check
-they do (same Jaro-Winkler: DuckDB and rapidfuzz share the rapidfuzz implementation).
+and once as the SQL condition Splink trains on (DuckDB); the two must agree, and the
+tests check they do on generated pairs, Jaro-Winkler thresholds included.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ class Comparison:
         """This comparison as a Splink comparison dictionary (the same levels, in order,
         after the null level)."""
         levels: list[dict[str, Any]] = [
-            {"sql_condition": self.null_condition, "label_for_charts": "missing", "is_null_level": True}
+            {
+                "sql_condition": self.null_condition,
+                "label_for_charts": "missing",
+                "is_null_level": True,
+            }
         ]
         levels += [
             {"sql_condition": sql, "label_for_charts": label}
@@ -77,7 +81,7 @@ def _name_level(left: Record, right: Record) -> int:
         return 0
     lu = left["used_name"]
     ru = right["used_name"]
-    if (ru and a == ru) or (lu and (lu == b or lu == ru)):
+    if (ru and a == ru) or (lu and lu in (b, ru)):
         return 1
     if _swapped(left, right):
         return 2
@@ -125,7 +129,11 @@ def _first_names_level(left: Record, right: Record) -> int:
     b = right["first_name"]
     if not a or not b:
         return MISSING
-    if a == b or left["first_names"] == right["first_names"]:
+    if (
+        a == b
+        or left["first_names"] == right["first_names"]
+        or left["first_names_glued"] == right["first_names_glued"]
+    ):
         return 0
     if a in right["first_name_set"] or b in left["first_name_set"]:
         return 1
@@ -141,10 +149,11 @@ def _first_names_level(left: Record, right: Record) -> int:
 
 FIRST_NAMES = Comparison(
     name="first_names",
-    columns=("first_name", "first_names", "first_name_set", "birth_name"),
+    columns=("first_name", "first_names", "first_names_glued", "first_name_set", "birth_name"),
     levels=("exact", "in_other_list", "swapped_with_name", "jw_0.92", "jw_0.80", "else"),
     sql_conditions=(
-        "first_name_l = first_name_r OR first_names_l = first_names_r",
+        "first_name_l = first_name_r OR first_names_l = first_names_r "
+        "OR first_names_glued_l = first_names_glued_r",
         "list_contains(first_name_set_r, first_name_l) "
         "OR list_contains(first_name_set_l, first_name_r)",
         _SWAP_SQL,
@@ -432,9 +441,9 @@ def candidate_pairs(
         return pairs
     for position, record in enumerate(right):
         for key in blocking_keys(record, rules):
-            members = index.get(key)
-            if members and len(members) <= max_block:
-                pairs.update((i, position) for i in members)
+            block = index.get(key)
+            if block and len(block) <= max_block:
+                pairs.update((i, position) for i in block)
     return pairs
 
 

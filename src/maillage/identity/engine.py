@@ -42,7 +42,9 @@ class Matcher:
             found.update(self._index.get(key, ()))
         return found
 
-    def match(self, raw: Mapping[str, Any], *, include_none: bool = False) -> list[tuple[int, PairScore]]:
+    def match(
+        self, raw: Mapping[str, Any], *, include_none: bool = False
+    ) -> list[tuple[int, PairScore]]:
         """The filed identities that may be this one, best first, with their scores."""
         record = prepare(raw)
         scored = [

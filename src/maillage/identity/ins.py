@@ -89,8 +89,7 @@ def nir_key(first_13: str) -> int:
         body = body[:5] + "18" + body[7:]
     if not body.isdigit():
         raise InvalidIns(
-            "a NIR has digits only, except 2A/2B for a Corsican birth department "
-            "(characters 6-7)"
+            "a NIR has digits only, except 2A/2B for a Corsican birth department (characters 6-7)"
         )
     return 97 - int(body) % 97
 

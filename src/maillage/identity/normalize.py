@@ -17,6 +17,7 @@ columns feed the in-process scorer and the Splink training table.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ COLUMNS: Final = (
     "used_name",
     "first_name",
     "first_names",
+    "first_names_glued",
     "first_name_set",
     "sex",
     "birth_date",
@@ -106,7 +108,7 @@ def first_name_set(names: list[str]) -> list[str]:
     pair of neighbours glued (``Jean Pierre`` typed without its hyphen is still
     ``jeanpierre``). Sorted, so that it compares as a set in SQL too."""
     found = set(names)
-    found.update(a + b for a, b in zip(names, names[1:], strict=False))
+    found.update(a + b for a, b in itertools.pairwise(names))
     return sorted(found)
 
 
@@ -222,6 +224,9 @@ def prepare(raw: Mapping[str, Any]) -> dict[str, Any]:
         "used_name": normalize_name(_text(raw, "used_name")),
         "first_name": first,
         "first_names": sorted(set(names)),
+        # the whole list glued in its order: "Jean Pierre Marie" typed without the
+        # hyphen of "Jean-Pierre Marie" is the same list
+        "first_names_glued": "".join(names),
         "first_name_set": first_name_set(names),
         "sex": normalize_sex(_text(raw, "sex")),
         "birth_date": parse_birth_date(_text(raw, "birth_date")),

@@ -7,8 +7,8 @@ score never overturns:
 
 - two qualified (QUAL) identities with the same INS are the same person: link;
 - two qualified identities with different INS never auto-link (``ins_collision``);
-- same birth name, birth date and birthplace but other first names: twins or
-  homonyms, never auto-linked (``homonym``);
+- same birth name (or a birth/used name cross-match), birth date and birthplace (both
+  known) but other first names: twins or homonyms, never auto-linked (``homonym``);
 - same names and birth date but another birthplace: never auto-linked
   (``birthplace_conflict``).
 
@@ -127,7 +127,12 @@ class Scorer:
         flags: list[str] = []
         rule: str | None = None
 
-        if left.get("ins_qualified") and right.get("ins_qualified") and left["ins"] and right["ins"]:
+        if (
+            left.get("ins_qualified")
+            and right.get("ins_qualified")
+            and left["ins"]
+            and right["ins"]
+        ):
             if left["ins"] == right["ins"]:
                 return PairScore(total, 1.0, LINK, tuple(explanation), (), SAME_QUALIFIED_INS)
             flags.append(INS_COLLISION)

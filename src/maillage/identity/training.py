@@ -88,11 +88,12 @@ def train(
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
     )
-    # Splink's INFO messages are about parameters, not people; keep the hub's log quiet.
+    # Splink reports parameters, not people; its notes (a level never observed) are kept
+    # in Model.trained instead of the hub's log.
     linker = Linker(
         registered if len(registered) > 1 else registered[0],
         settings,
-        log_level=logging.WARNING,
+        log_level=logging.ERROR,
     )
     linker.training.estimate_probability_two_random_records_match(
         [block_on(*rule) for rule in deterministic_rules], recall=deterministic_recall
@@ -122,7 +123,9 @@ def from_splink(
         levels = [lv for lv in by_name[name]["comparison_levels"] if not lv.get("is_null_level")]
         expected = CATALOG[name].levels
         if len(levels) != len(expected):
-            raise ValueError(f"Splink comparison {name!r} has {len(levels)} levels, not {len(expected)}")
+            raise ValueError(
+                f"Splink comparison {name!r} has {len(levels)} levels, not {len(expected)}"
+            )
         default_levels = fallback.comparison(name).levels
         out = []
         for label, level, default in zip(expected, levels, default_levels, strict=True):

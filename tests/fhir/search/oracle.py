@@ -6,7 +6,8 @@ Nothing here imports the hub: the definitions are read from ``shared/data/fhir-r
 the values come from fhirpathpy, and matching, normalisation and date ranges are
 re-implemented from the specification text (``oracle_rules``). The queries are generated
 from the data (``oracle_candidates``; composites in ``oracle_composite``, chains and
-``_has`` in ``oracle_graph``). Decisions where the oracle departs from a literal reading,
+``_has`` in ``oracle_graph``, ``:in``/``:not-in`` in ``oracle_valuesets``, ``_list`` in
+``oracle_lists``). Decisions where the oracle departs from a literal reading,
 or where the specification leaves the choice to the server, are listed in ``DECISIONS``
 (and in docs/search-conformance.md).
 """
@@ -40,6 +41,9 @@ TYPES = ("token", "string", "date", "reference", "quantity", "number", "uri", "c
 # answers them the same way for every type; fhirpathpy takes its time over 8,000 resources).
 RESOURCE_LEVEL = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 RESOURCE_LEVEL_TYPES = ("Patient", "Observation", "Device", "Organization", "Immunization")
+# Resources written for :in/:not-in and _list (oracle_synthetic); their own parameters
+# are not generated (the plan of the other types stays as it was).
+LOOKUP_TYPES = ("ValueSet", "List")
 
 DECISIONS = {
     "resolve": "fhirpathpy does not implement resolve(); `where(resolve() is T)` is "
@@ -113,6 +117,28 @@ DECISIONS = {
     "not hold (conditional, logical) leads nowhere.",
     "_has": "search.html (reverse chaining): `_has:Observation:patient:code=x` keeps the "
     "resources that an Observation matching `code=x` references through `patient`.",
+    "in": "search.html (token, :in): the value 'is a URI (relative or absolute) that "
+    "identifies a value set, and the search parameter tests whether the coding is in the "
+    "specified value set'. Membership is computed from the ValueSet's compose (include = "
+    "its system AND its concepts AND its filters AND its imported value sets; the set = "
+    "union of the includes minus the excludes; a system included whole = the codes of the "
+    "code system when the R4 package holds it complete, any code of it otherwise) or, "
+    "without compose, from expansion.contains. A canonical names a stored ValueSet before "
+    "an official one with the same url (the server's own definition); `url|version` the "
+    "one with that version. Comma = any of the value sets.",
+    "not-in": "search.html (token, :not-in): 'tests whether the coding is not in the "
+    "specified value set'. Read as :not is ('resources that do not contain a match'): no "
+    "coding of the resource is in the value set (or in any of the comma-separated ones), "
+    "so resources without a value match.",
+    "in-code-element": "A token without a system (a `code` element: Patient.gender, "
+    "Observation.status) carries the system of its element's binding: it is in the value "
+    "set when one of the code systems the set draws from (through its imports too) has "
+    "the code in it. A system included whole whose codes the R4 package cannot list "
+    "(SNOMED CT) holds no code without a system.",
+    "_list": "search.html (_list): `Patient?_list=42` keeps the Patients the List 42's "
+    "entries reference (literal references; entries flagged `deleted` are no longer in "
+    "the list; contained and logical references name no stored resource). Comma = any of "
+    "the Lists; an unknown List finds nothing (the page asks for no error).",
 }
 
 # Composite component definitions read `value.as(DateTime)` (see DECISIONS["as-DateTime"]).
@@ -281,7 +307,8 @@ class Oracle:
 
     def __init__(self, sample: dict[str, list[dict[str, Any]]]) -> None:
         self.sample = sample
-        self.params = {(p.resource_type, p.code): p for p in official_params(sample)}
+        searched = [kind for kind in sample if kind not in LOOKUP_TYPES]
+        self.params = {(p.resource_type, p.code): p for p in official_params(searched)}
         self.by_url = {(p.resource_type, p.url): p for p in self.params.values()}
         self.ids_of = {kind: {r["id"] for r in rs} for kind, rs in sample.items()}
         self._values: dict[tuple[str, str], dict[str, list[Any]]] = {}
@@ -294,14 +321,18 @@ class Oracle:
 
     def ids(self, resource_type: str, name: str, value: str) -> frozenset[str]:
         """The ids of ``resource_type`` a search ``name=value`` finds."""
-        from tests.fhir.search import oracle_composite, oracle_graph
+        from tests.fhir.search import oracle_composite, oracle_graph, oracle_lists, oracle_valuesets
 
+        if name == "_list":
+            return oracle_lists.list_ids(self, resource_type, value)
         if name.startswith("_has:"):
             return oracle_graph.has_ids(self, resource_type, name, value)
         if "." in name:
             return oracle_graph.chain_ids(self, resource_type, name, value)
         code, _, modifier = name.partition(":")
         param = self.params[(resource_type, code)]
+        if modifier in ("in", "not-in"):
+            return oracle_valuesets.in_ids(self, param, modifier, value)
         if param.type == "composite":
             return oracle_composite.composite_ids(self, param, modifier or None, value)
         return frozenset(
@@ -319,7 +350,7 @@ def plan(
     """The queries, with their expected ids, for every official parameter of the tested
     types that the hub indexes (``indexed(type, code)``), plus composites, chains and
     ``_has``."""
-    from tests.fhir.search import oracle_composite, oracle_graph
+    from tests.fhir.search import oracle_composite, oracle_graph, oracle_lists, oracle_valuesets
 
     rng = random.Random(seed)
     oracle = Oracle(sample)
@@ -350,6 +381,8 @@ def plan(
             queries.append(Query(param.resource_type, query_name, value, kind, label, expected))
     queries.extend(oracle_composite.queries(oracle, rng))
     queries.extend(oracle_graph.queries(oracle, rng, indexed))
+    queries.extend(oracle_valuesets.queries(oracle))
+    queries.extend(oracle_lists.queries(oracle))
     unique = list(dict.fromkeys(queries))
     return Plan(
         unique,

@@ -65,7 +65,9 @@ def _first_code(name: str) -> str:
 
 
 def defined(oracle: Oracle, resource_type: str, name: str) -> bool:
-    return name.startswith("_has:") or (resource_type, _first_code(name)) in oracle.params
+    if name.startswith("_has:") or name == "_list":
+        return True
+    return (resource_type, _first_code(name)) in oracle.params
 
 
 def chain_ids(oracle: Oracle, resource_type: str, name: str, value: str) -> frozenset[str]:

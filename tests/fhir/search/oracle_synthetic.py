@@ -8,7 +8,10 @@ with the test factories, pointing at the sample's own resources.
 - Observations of every value kind, with components (composite parameters), logical
   references (``:identifier``), tags, security labels, profiles and sources;
 - DocumentReferences with ``relatesTo`` and attachment URLs, Procedures with
-  ``instantiatesUri``, Devices with ``url`` (uri parameters).
+  ``instantiatesUri``, Devices with ``url`` (uri parameters);
+- ValueSets (``:in``/``:not-in``: explicit concepts, a whole system with an exclude,
+  imports, a filter, an expansion only, one with the url of an official value set) and
+  Lists whose entries reference resources of several types (``_list``).
 """
 
 from __future__ import annotations
@@ -290,6 +293,166 @@ def synthetic_others(sample: Sample) -> list[dict[str, Any]]:
     return others
 
 
+VS = "http://example.org/fhir/ValueSet/conformance-"
+CVX = "http://hl7.org/fhir/sid/cvx"
+GENDER = "http://hl7.org/fhir/administrative-gender"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ENCOUNTER_STATUS = "http://hl7.org/fhir/ValueSet/encounter-status"
+
+
+def _codes(sample: Sample, resource_type: str, element: str) -> list[str]:
+    """The codes of ``element`` in the sample, most frequent first (ties by code)."""
+    counts: dict[str, int] = {}
+    for resource in sample[resource_type]:
+        for coding in resource.get(element, {}).get("coding", []):
+            counts[coding["code"]] = counts.get(coding["code"], 0) + 1
+    return sorted(counts, key=lambda code: (-counts[code], code))
+
+
+def synthetic_value_sets(sample: Sample) -> list[dict[str, Any]]:
+    """ValueSets of every compose form the hub expands, over the sample's codes."""
+    conditions = _codes(sample, "Condition", "code")
+    procedures = _codes(sample, "Procedure", "code")
+    vaccines = _codes(sample, "Immunization", "vaccineCode")
+    concepts = factories.concepts
+    return [
+        factories.value_set(
+            url=VS + "explicit",
+            id="syn-vs-explicit",
+            include=[
+                concepts(SNOMED, *conditions[1:4], "38341003"),
+                # DocumentReference.type has 34117-2 and 51847-2: one in, one out
+                concepts(factories.LOINC, "8867-4", "85354-9", "51847-2"),
+                concepts(CVX, vaccines[0]),
+            ],
+        ),
+        factories.value_set(  # every SNOMED CT code but the most frequent ones
+            url=VS + "snomed-but",
+            id="syn-vs-snomed-but",
+            include=[{"system": SNOMED}],
+            exclude=[concepts(SNOMED, conditions[0], procedures[0], procedures[2])],
+        ),
+        factories.value_set(  # an import, with codes of another system
+            url=VS + "import",
+            id="syn-vs-import",
+            version="2",
+            include=[{"valueSet": [VS + "explicit"]}, concepts(CVX, *vaccines[1:3])],
+        ),
+        factories.value_set(  # an import of an import, one code excluded
+            url=VS + "import-deep",
+            id="syn-vs-import-deep",
+            include=[{"valueSet": [VS + "import|2"]}],
+            exclude=[concepts(CVX, vaccines[1])],
+        ),
+        factories.value_set(  # an official value set (a v3 filter) imported, AMB out
+            url=VS + "encounter-but",
+            id="syn-vs-encounter-but",
+            include=[{"valueSet": ["http://terminology.hl7.org/ValueSet/v3-ActEncounterCode"]}],
+            exclude=[concepts(ACT_CODE, "AMB")],
+        ),
+        factories.value_set(url=VS + "tags", id="syn-vs-tags", include=[concepts(TAGS, "vip")]),
+        factories.value_set(  # a whole system minus an imported value set
+            url=VS + "snomed-minus-explicit",
+            id="syn-vs-snomed-minus-explicit",
+            include=[{"system": SNOMED}],
+            exclude=[{"valueSet": [VS + "explicit"]}],
+        ),
+        factories.value_set(  # the SNOMED CT codes of an imported value set (no others)
+            url=VS + "snomed-of-explicit",
+            id="syn-vs-snomed-of-explicit",
+            include=[{"system": SNOMED, "valueSet": [VS + "explicit"]}],
+            exclude=[{"system": CVX}],
+        ),
+        factories.value_set(  # codes of a system AND of an imported value set
+            url=VS + "intersect",
+            id="syn-vs-intersect",
+            include=[
+                {
+                    **concepts(SNOMED, *conditions[:3], *procedures[:3]),
+                    "valueSet": [VS + "snomed-but"],
+                }
+            ],
+        ),
+        factories.value_set(  # a whole code system held by the hub, a code element
+            url=VS + "gender-but",
+            id="syn-vs-gender-but",
+            include=[{"system": GENDER}],
+            exclude=[concepts(GENDER, "male")],
+        ),
+        factories.value_set(  # a filter on a FHIR code system (its concept tree)
+            url=VS + "inactive",
+            id="syn-vs-inactive",
+            include=[
+                {
+                    "system": CLINICAL,
+                    "filter": [{"property": "concept", "op": "is-a", "value": "inactive"}],
+                }
+            ],
+        ),
+        factories.value_set(  # an official value set imported, one code excluded
+            url=VS + "clinical-but",
+            id="syn-vs-clinical-but",
+            include=[{"valueSet": ["http://hl7.org/fhir/ValueSet/condition-clinical"]}],
+            exclude=[concepts(CLINICAL, "resolved")],
+        ),
+        factories.value_set(  # no compose: an expansion only
+            url=VS + "expanded",
+            id="syn-vs-expanded",
+            expansion={
+                "timestamp": "2024-01-01T00:00:00Z",
+                "contains": [
+                    {"system": CLINICAL, "code": "active"},
+                    {"system": ACT_CODE, "code": "EMER"},
+                    {"system": GENDER, "code": "female"},
+                ],
+            },
+        ),
+        factories.value_set(  # a stored value set with an official url: it takes over
+            url=ENCOUNTER_STATUS,
+            id="syn-vs-encounter-status",
+            version="local",
+            include=[concepts("http://hl7.org/fhir/encounter-status", "in-progress")],
+        ),
+    ]
+
+
+def synthetic_lists(sample: Sample) -> list[dict[str, Any]]:
+    """Lists of mixed types, entries flagged deleted, references that name nothing."""
+    patients = _first(sample, "Patient", 5)
+    conditions = _first(sample, "Condition", 3)
+    encounters = _first(sample, "Encounter", 3)
+    first = factories.list_of(
+        *(f"Patient/{pid}" for pid in patients[:4]),
+        "Observation/syn-bp-0",
+        "Observation/derived-obs-001",
+        *(f"Condition/{cid}" for cid in conditions[:2]),
+        f"Encounter/{encounters[0]}/_history/1",
+        "Patient/never-stored",
+        "#contained",
+        deleted=(f"Patient/{patients[3]}", f"Condition/{conditions[1]}"),
+        id="syn-list-0",
+    )
+    first["entry"].append({"item": {"identifier": {"system": TAGS, "value": "logical"}}})
+    first["entry"].append({"item": {"reference": "Patient?identifier=urn:oid:1.2|x"}})
+    first["entry"][0]["deleted"] = False  # explicitly not deleted: still in the list
+    second = factories.list_of(
+        "Patient/syn-pat-0",
+        "Patient/syn-pat-3",
+        f"Patient/{patients[3]}",
+        *(f"Encounter/{eid}" for eid in encounters[1:]),
+        "Procedure/syn-proc-0",
+        "Observation/syn-bp-0",
+        f"Condition/{conditions[2]}",
+        f"Practitioner/{_first(sample, 'Practitioner', 1)[0]}",
+        deleted=("Observation/syn-bp-0",),
+        id="syn-list-1",
+    )
+    empty = factories.list_of(id="syn-list-2", emptyReason={"text": "nothing yet"})
+    empty.pop("entry")
+    return [first, second, empty]
+
+
 def synthetic_resources(sample: Sample) -> list[dict[str, Any]]:
     return [
         *derived_resources(sample),
@@ -297,4 +460,6 @@ def synthetic_resources(sample: Sample) -> list[dict[str, Any]]:
         *synthetic_encounters(sample),
         *synthetic_observations(sample),
         *synthetic_others(sample),
+        *synthetic_value_sets(sample),
+        *synthetic_lists(sample),
     ]

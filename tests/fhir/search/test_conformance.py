@@ -139,10 +139,11 @@ def test_search_agrees_with_the_fhirpath_oracle(
     assert len(plan.queries) >= MIN_QUERIES
     assert {
         *("token", "string", "date", "reference", "quantity", "number", "uri", "composite"),
-        *("chain", "_has", "_id", "_lastUpdated", "_tag", "_profile", "_security"),
+        *("chain", "_has", "_id", "_lastUpdated", "_tag", "_profile", "_security", "_list"),
     } <= set(plan.per_kind)
     assert {
         *("uri:below", "uri:above", "token:of-type", "token:text", "reference:Type"),
         *("reference:identifier", "chain:Type", "chain:2 levels", "_has:nested"),
         *("composite:missing", "uri:missing", "date ap", "number ap", "quantity ap"),
+        *("token:in", "token:not-in", "chain:in", "_has:not-in"),
     } <= set(plan.per_label)

@@ -34,8 +34,10 @@ CREATE TABLE hl7_message (
     processed_at    timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
--- The processor's claim: the oldest waiting message of each patient.
-CREATE INDEX hl7_message_waiting_idx ON hl7_message (coalesce(patient_key, id::text), id)
+-- The processor's claim walks the waiting messages oldest first (first index) and takes
+-- one when no older waiting message has the same patient key (second index).
+CREATE INDEX hl7_message_waiting_idx ON hl7_message (id) WHERE status = 'received';
+CREATE INDEX hl7_message_waiting_patient_idx ON hl7_message (patient_key, id)
     WHERE status = 'received';
 -- Listing and replay by site and status; per-site counters.
 CREATE INDEX hl7_message_site_status_idx ON hl7_message (site, status);
