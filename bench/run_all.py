@@ -28,7 +28,15 @@ from bench.http_common import (
 
 # Run first, in this order; any other bench/*.py with a main() runs after them.
 ORDER = ("read_by_id", "create", "transaction", "bulk_load")
-NOT_BENCHMARKS = {"__init__", "run_all", "http_common", "common"}
+NOT_BENCHMARKS = {
+    "__init__",
+    "run_all",
+    "http_common",
+    "common",
+    "scale_data",
+    "scale_queries",
+    "scale_report",
+}
 # --quick: shorter runs, to check that everything works (not for the record).
 QUICK_ARGS: dict[str, list[str]] = {
     "read_by_id": ["--duration", "5", "--warmup", "2", "--patients", "2000"],
@@ -36,6 +44,9 @@ QUICK_ARGS: dict[str, list[str]] = {
     "transaction": ["--bundles", "8", "--warmup", "2"],
     "bulk_load": ["--resources", "10000"],
     "search": ["--duration", "3", "--warmup", "1", "--patients", "3000"],
+    "scale": ["--resources", "30000", "--requests", "30"],
+    "hl7_ack": ["--duration", "3", "--warmup", "1"],
+    "identity_febrl": ["--rounds", "1"],
 }
 
 
