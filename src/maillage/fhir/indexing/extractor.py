@@ -32,12 +32,17 @@ from maillage.fhir.indexing.values import (
 _Plan = tuple[tuple[SearchParam, frozenset[str] | None], ...]
 
 
+# Served from the resource table's own columns (``id``, ``last_updated``): index rows for
+# them would only cost space and write time.
+COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
+
+
 @definitions_cache
 def _plan(resource_type: str) -> _Plan:
     return tuple(
         (param, param.compiled.first_fields)
         for param in params_for(resource_type).values()
-        if param.compiled is not None and param.code != "_id"
+        if param.compiled is not None and param.code not in COLUMN_PARAMS
     )
 
 
@@ -70,6 +75,14 @@ def extract_index(resource: dict[str, Any], codes: frozenset[str] | None = None)
     for param in _active_params(resource_type, tuple(resource)):
         if codes is None or param.code in codes:
             _extract_param(rows, resource_type, param, resource)
+    # The same value reached twice (a coding's display equal to the concept's text, the
+    # same reference in two places) matches nothing more: one row is enough.
+    if len(rows.string) > 1:
+        rows.string = list(dict.fromkeys(rows.string))
+    if len(rows.reference) > 1:
+        rows.reference = list(dict.fromkeys(rows.reference))
+    if len(rows.token) > 1:
+        rows.token = list(dict.fromkeys(rows.token))
     return rows
 
 
