@@ -21,6 +21,12 @@ LOINC = "http://loinc.org"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
 
+# FR Core identity reliability (RNIV status): an INS is only kept on a QUAL identity.
+IDENTITY_RELIABILITY_URL = (
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
+)
+IDENTITY_RELIABILITY_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
+
 
 def new_value(prefix: str = "T") -> str:
     """A fresh identifier value (never a real NIR or IPP)."""
@@ -54,6 +60,23 @@ def patient(
     }
     resource.update(extra)
     return resource
+
+
+def identity_reliability(status: str = "QUAL") -> dict[str, Any]:
+    """The FR Core identity reliability extension with an RNIV status."""
+    coding = {"system": IDENTITY_RELIABILITY_SYSTEM, "code": status}
+    return {
+        "url": IDENTITY_RELIABILITY_URL,
+        "extension": [{"url": "identityStatus", "valueCoding": coding}],
+    }
+
+
+def synthetic_nir(first_13: str) -> str:
+    """A synthetic NIR: ``first_13`` followed by its control key (97 - n mod 97, Corsica's
+    2A/2B read as 19/18), computed here from the rule rather than by the code under test."""
+    body = first_13.upper()
+    digits = body[:5] + {"2A": "19", "2B": "18"}.get(body[5:7], body[5:7]) + body[7:]
+    return f"{body}{97 - int(digits) % 97:02d}"
 
 
 def observation(

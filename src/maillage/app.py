@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from maillage.demo.senders import configured_sites
+from maillage.demo.senders import apply_site_configuration
 from maillage.errors import Issue
 from maillage.fhir import validation
 from maillage.fhir.definitions import search_params
@@ -146,6 +146,8 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     # first request.
     search_params()
     validation.warm_up()
+    # The sites (HL7 senders, and the IPP systems a Patient written here may carry).
+    sites = apply_site_configuration(settings.hl7_sites_file)
     database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     engine = SearchEngine(
         default_count=settings.default_page_size,
@@ -168,11 +170,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         heartbeat_s=settings.job_heartbeat_s,
         stale_after_s=settings.job_stale_after_s,
     )
-    hl7 = (
-        build_gateway(settings, database, configured_sites(settings.hl7_sites_file))
-        if gateway
-        else None
-    )
+    hl7 = build_gateway(settings, database, sites, fhir=store) if gateway else None
     # Every process exports the gateway's per-site counters (read from the store).
     hl7_metrics = hl7.metrics if hl7 is not None else GatewayMetrics(MessageStore(database))
 

@@ -15,6 +15,8 @@ exceptions.
     │   └── ValueSetNotExpandable a value set the hub cannot expand (a filter on a code
     │                             system whose hierarchy it lacks, an import cycle)
     ├── ValidationFailed          a resource that breaks the FHIR model (422)
+    │   └── IdentityRejected      a Patient that breaks the identity rules (INS, RNIV
+    │                             status, birth date, site IPP systems) (422)
     ├── NotFound                  unknown type, id or version (404)
     ├── Gone                      a deleted resource (410)
     ├── MethodNotAllowed          interaction not supported here (405)
@@ -92,6 +94,13 @@ class ValueSetNotExpandable(InvalidRequest):
 
 class ValidationFailed(MaillageError):
     code = "invalid"
+
+
+class IdentityRejected(ValidationFailed):
+    """A source identity (Patient) that breaks the identity rules
+    (``identity.checks``): located issues, answered 422 like validation errors."""
+
+    code = "business-rule"
 
 
 class NotFound(MaillageError):

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from maillage.demo.senders import apply_site_configuration
 from maillage.demo.sites import FINESS_SYSTEM, luhn_is_valid
 from maillage.demo.territory import GHT, SITES, demo_patient_sites, demo_resources
+from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.validation import validate_resource
+from maillage.identity.checks import check_patient
 
 PI = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PI"}
 SITE_BY_IPP_SYSTEM = {site.ipp_system: site for site in SITES}
@@ -160,3 +163,13 @@ def test_each_encounter_happens_at_a_site_that_knows_the_patient(
         assert location["managingOrganization"]["reference"] == provider
     providers = Counter(e["serviceProvider"]["reference"] for e in encounters)
     assert len(providers) == len(SITES)
+
+
+def test_every_demo_patient_keeps_the_identity_rules_of_the_configured_sites(
+    resources: list[dict[str, Any]],
+) -> None:
+    ipp_systems = {site.ipp_system for site in apply_site_configuration(None).sites}
+    assert ipp_systems == set(SITE_BY_IPP_SYSTEM)
+    for patient in _of_type(resources, "Patient"):
+        assert check_patient(patient, ipp_systems) == [], patient["id"]
+        assert check_business_rules(patient) is patient

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from maillage.demo.sites import site_by_code
@@ -22,8 +23,10 @@ def message(
     charset: str = "8859/15",
     family: str = FAMILY,
     given: str = GIVEN,
+    fields: Mapping[str, str] | None = None,
 ) -> bytes:
-    """One message from ``tests/fixtures/hl7/{kind}.hl7``, encoded as MSH-18 says."""
+    """One message from ``tests/fixtures/hl7/{kind}.hl7``, encoded as MSH-18 says;
+    ``fields`` fills the template's other ``{placeholders}``."""
     demo = site_by_code(site)
     template = (FIXTURES / f"{kind}.hl7").read_text(encoding="utf-8")
     text = "\r".join(line for line in template.splitlines() if line) + "\r"
@@ -37,5 +40,9 @@ def message(
         .replace("{given}", given)
         .replace("{charset}", charset)
     )
+    for name, value in (fields or {}).items():
+        filled = filled.replace("{" + name + "}", value)
+    # a placeholder filled with nothing leaves an empty segment: drop it
+    filled = "\r".join(segment for segment in filled.split("\r") if segment) + "\r"
     # no MSH-18: the demo sites' default, 8859/15
     return filled.encode(CODECS.get(charset or "8859/15", "utf-8"))

@@ -54,7 +54,12 @@ def gateway(
     """Run the HL7 v2 gateway alone: MLLP listener and processor, no HTTP."""
     from maillage.cli.main import _configure_logging, running_database
     from maillage.demo.senders import configured_sites
+    from maillage.fhir.repository import FhirStore
+    from maillage.fhir.search.engine import SearchEngine
+    from maillage.fhir.search_definitions import SearchDefinitions
     from maillage.hl7v2.service import build_gateway
+    from maillage.jobs import JobService
+    from maillage.security import AllowAll
     from maillage.storage import Database
 
     settings = load_settings(hl7_host=host, hl7_port=port, data_dir=data_dir)
@@ -63,16 +68,29 @@ def gateway(
     async def serve(conninfo: str) -> None:
         database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         await database.open()
-        hl7 = build_gateway(settings, database, configured_sites(settings.hl7_sites_file))
+        # The FHIR store the conversions (ORU^R01) write through, following the custom
+        # search parameters like the hub's processes do.
+        jobs = JobService(database, max_attempts=settings.job_max_attempts)
+        definitions = SearchDefinitions(
+            database, jobs, refresh_s=settings.search_definitions_refresh_s
+        )
+        engine = SearchEngine(timeout_ms=settings.search_timeout_ms)
+        store = FhirStore(database, AllowAll(), engine, definitions=definitions)
+        hl7 = build_gateway(
+            settings, database, configured_sites(settings.hl7_sites_file), fhir=store
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            await definitions.refresh()
+            definitions.start()
             await hl7.start()
             await stop.wait()
         finally:
             await hl7.stop()
+            await definitions.stop()
             await database.close()
 
     try:

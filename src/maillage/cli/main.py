@@ -145,8 +145,10 @@ def load(
                 raise ConfigurationError(
                     f"{path} does not exist; give NDJSON files, folders or Bundle JSON files"
                 )
+        from maillage.demo.senders import apply_site_configuration
         from maillage.loading.cli import run_load
 
+        apply_site_configuration(settings.hl7_sites_file)
         with running_database(settings) as conninfo:
             code = run_load(conninfo, paths, strict=strict, index=not no_index)
     except MaillageError as error:

@@ -89,6 +89,21 @@ class Site:
         return f"{self.oid}.2"
 
     @property
+    def visit_oid(self) -> str:
+        """Assigning authority of the site's visit numbers (PV1-19)."""
+        return f"{self.oid}.3"
+
+    @property
+    def order_oid(self) -> str:
+        """Assigning authority of the site's filler order numbers (OBR-3)."""
+        return f"{self.oid}.4"
+
+    @property
+    def lab_code_oid(self) -> str:
+        """The site's local laboratory code system (OBX-3 when not LOINC)."""
+        return f"{self.oid}.5"
+
+    @property
     def ipp_system(self) -> str:
         return f"urn:oid:{self.ipp_oid}"
 

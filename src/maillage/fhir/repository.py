@@ -34,6 +34,7 @@ from maillage.errors import (
     ValidationFailed,
 )
 from maillage.fhir import sql_writes
+from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
 from maillage.fhir.read_batching import ReadBatcher
@@ -276,7 +277,7 @@ class Repository:
         if_none_exist: list[tuple[str, str]] | None = None,
         resource_id: str | None = None,
     ) -> WriteOutcome:
-        resource = validate_resource(resource)
+        resource = check_business_rules(validate_resource(resource))
         resource_type = resource["resourceType"]
         self._authorize(Action.CREATE, resource_type, resource)
         # An unconditional create is one statement (the resource and its index rows in one
@@ -304,7 +305,7 @@ class Repository:
     ) -> WriteOutcome:
         require_known_type(resource_type)
         check_id(resource_id)
-        resource = validate_resource(resource, expected_type=resource_type)
+        resource = check_business_rules(validate_resource(resource, expected_type=resource_type))
         if resource.get("id") != resource_id:
             raise IdMismatch(
                 f"the body's id {resource.get('id')!r} does not match the URL id {resource_id!r}"

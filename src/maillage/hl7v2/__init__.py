@@ -4,5 +4,7 @@
 (python-hl7), ``intake`` (what a received message is: accepted or rejected, and why),
 ``acks`` (AA/AE/AR with ERR), ``sites`` (senders), ``store`` (the ``hl7_message`` table),
 ``processing`` (handlers by message type, in order per patient, retries, dead letters),
-``server`` (asyncio MLLP), ``metrics`` (per-site gauges), ``service`` (the facade).
+``server`` (asyncio MLLP), ``metrics`` (per-site gauges), ``service`` (the facade);
+conversions: ``results`` (ORU^R01 → DiagnosticReport + Observations, mapped by
+``results_mapping``).
 """

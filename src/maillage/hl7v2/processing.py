@@ -128,8 +128,9 @@ class HandlerRegistry:
 
 
 def default_handlers() -> HandlerRegistry:
-    """What the gateway does today: A08 ignored (as France requires), the rest unknown.
-    The identity (A28, A31, A40...), movement and ORU handlers register here later."""
+    """The handlers that need nothing but the message: A08 ignored (as France requires),
+    the rest unknown. Conversions that write FHIR register on top (ORU^R01:
+    ``service.build_gateway`` with a FHIR store); identity and movements come later."""
     registry = HandlerRegistry(ignore_unknown, fallback_writes=False)
     registry.register("ADT", "A08", ignore_a08, writes=False)
     return registry

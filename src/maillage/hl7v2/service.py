@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from maillage.fhir.repository import FhirStore
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation, build_ack
 from maillage.hl7v2.framing import Event, Stray
 from maillage.hl7v2.intake import Accepted, Rejected, analyze
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.processing import HandlerRegistry, Processor, RetryPolicy, default_handlers
+from maillage.hl7v2.results import register_results
 from maillage.hl7v2.server import MllpServer, tls_context
 from maillage.hl7v2.sites import SiteRegistry
 from maillage.hl7v2.store import MessageStore, MessageSummary, NewMessage
@@ -244,5 +246,13 @@ def build_gateway(
     database: Database,
     sites: SiteRegistry,
     handlers: HandlerRegistry | None = None,
+    *,
+    fhir: FhirStore | None = None,
 ) -> Gateway:
+    """The gateway; without ``handlers``, the default ones, plus the conversions that
+    write FHIR (ORU^R01) when given the ``fhir`` store."""
+    if handlers is None:
+        handlers = default_handlers()
+        if fhir is not None:
+            register_results(handlers, fhir)
     return Gateway(database, sites, settings=settings, handlers=handlers)

@@ -9,8 +9,8 @@ default character set (when MSH-18 is empty). A site may have its own MLLP port.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from maillage.errors import ConfigurationError, ErrorReport
@@ -31,10 +31,30 @@ class SiteConfig:
     default_charset: str = "8859/15"
     # A port of its own (messages there must come from this site); None: the main port.
     port: int | None = None
+    # FHIR systems of the site's visit numbers (PV1-19), filler order numbers (OBR-3,
+    # also the base of its results' identifiers) and local lab codes (OBX-3/OBR-4 when
+    # not LOINC); None: ``urn:maillage:site:<code>:<kind>``.
+    visit_system: str | None = None
+    order_system: str | None = None
+    lab_code_system: str | None = None
+    # Local lab code -> LOINC code, for results whose OBX-3 carries only a local code.
+    loinc_map: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def ipp_oid(self) -> str:
         return self.ipp_system.removeprefix("urn:oid:")
+
+    @property
+    def visit_number_system(self) -> str:
+        return self.visit_system or f"urn:maillage:site:{self.code}:visit"
+
+    @property
+    def filler_order_system(self) -> str:
+        return self.order_system or f"urn:maillage:site:{self.code}:filler-order"
+
+    @property
+    def local_code_system(self) -> str:
+        return self.lab_code_system or f"urn:maillage:site:{self.code}:lab-code"
 
 
 class SiteRegistry:
@@ -95,6 +115,9 @@ def load_sites(path: Path) -> tuple[SiteConfig, ...]:
         try:
             entry = dict(entry)
             entry["sending_applications"] = tuple(entry.get("sending_applications", ()))
+            entry["loinc_map"] = {
+                str(k): str(v) for k, v in dict(entry.get("loinc_map", {})).items()
+            }
             sites.append(SiteConfig(**entry))
         except (TypeError, ValueError) as error:
             raise ConfigurationError(f"{path}: site #{number}: {error}") from error

@@ -1,10 +1,11 @@
 """Turn a chunk of input items into COPY data: the CPU-bound half of a load.
 
 Runs in worker processes (or inline for small loads). For each item it does what
-the store's create does before writing: parse, ``validate_resource``, the access
-decision point, meta stamping (``stamp_meta``), ``content_hash`` and
-``extract_index``; then it formats the rows in PostgreSQL's COPY text
-format, so that the process that talks to the database only streams bytes.
+the store's create does before writing: parse, ``validate_resource``, the business
+rules (``check_business_rules``), the access decision point, meta stamping
+(``stamp_meta``), ``content_hash`` and ``extract_index``; then it formats the rows
+in PostgreSQL's COPY text format, so that the process that talks to the database
+only streams bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from maillage.errors import MaillageError
 from maillage.fhir import validation
+from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.definitions import resource_types, search_params
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.indexing.values import IndexRows
@@ -242,7 +244,7 @@ def _parse(item: Item) -> Any:
 def prepare_one(resource: Any, moment: datetime) -> tuple[dict[str, Any], str, bytes, IndexRows]:
     """Validate, authorize, stamp, hash and index one parsed resource, as the store's
     create does. Returns (stamped resource, method, body JSON, index rows)."""
-    resource = validate_resource(resource)
+    resource = check_business_rules(validate_resource(resource))
     resource_type = resource["resourceType"]
     _policy.authorize(_ctx, Action.CREATE, resource_type, resource)
     given_id = resource.get("id")

@@ -93,8 +93,14 @@ def synthetic_patients(sample: Sample) -> list[dict[str, Any]]:
         extra: dict[str, Any] = {"id": f"syn-pat-{number}"}
         identifiers = [
             _typed("MR", factories.TEST_IPP_SYSTEM, f"IPP{number:04d}"),
-            _typed("SS" if number % 2 else "NIIP", factories.TEST_NIR_SYSTEM, f"2800{number}"),
+            _typed(
+                "SS" if number % 2 else "NIIP",
+                factories.TEST_NIR_SYSTEM,
+                factories.synthetic_nir(f"2800199{100 + number:03d}{number + 1:03d}"),
+            ),
         ]
+        # An INS is only kept on a qualified identity.
+        extra["extension"] = [factories.identity_reliability("QUAL")]
         if number != 2:  # the third has no organization, practitioner or identifier
             extra["managingOrganization"] = {
                 "reference": f"Organization/{organizations[number % 2]}"
