@@ -45,7 +45,9 @@ def test_messages_of_one_patient_are_processed_one_at_a_time_in_arrival_order(
         most_concurrent[0] = max(most_concurrent[0], sum(in_flight.values()))
         if in_flight[ipp] > 1:
             overlaps.append(ipp)
-        await asyncio.sleep(rng.uniform(0, 0.004))
+        # slower than the senders (even on a busy machine), so that a backlog forms and
+        # several patients are in flight together
+        await asyncio.sleep(rng.uniform(0.005, 0.015))
         order[ipp].append(context.id)
         in_flight[ipp] -= 1
         return PROCESSED
@@ -69,6 +71,13 @@ def test_messages_of_one_patient_are_processed_one_at_a_time_in_arrival_order(
         for thread in threads:
             thread.join(timeout=60)
         wait_for(lambda: sum(len(ids) for ids in order.values()) == 160, timeout=60, what="all")
+        # the handler ran; its batch commits the statuses just after: wait for that too
+        # (stopping first would roll the last batch back)
+        wait_for(
+            lambda: {row[1] for row in rows(hl7_database)} == {"processed"},
+            timeout=30,
+            what="the last batch committed",
+        )
     finally:
         running.stop()
     assert not overlaps, f"two messages of one patient ran together: {overlaps[:5]}"
