@@ -276,6 +276,8 @@ def test_a_json_patch_that_fails_or_breaks_the_resource_is_refused(http: httpx.C
     assert_outcome(http.patch(url, json=not_a_patch, headers=PATCH_JSON), 400)
     unknown_op = [{"op": "frobnicate", "path": "/gender"}]
     assert_outcome(http.patch(url, json=unknown_op, headers=PATCH_JSON), 400)
+    replace_whole = [{"op": "replace", "path": "", "value": ["not", "a", "resource"]}]
+    assert_outcome(http.patch(url, json=replace_whole, headers=PATCH_JSON), 422)
     assert body(http.get(url))["meta"]["versionId"] == "1"
 
 

@@ -13,10 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
-import jsonpatch
 import orjson
 import psycopg
 from psycopg import sql
@@ -26,17 +24,16 @@ from maillage.errors import (
     Forbidden,
     Gone,
     IdMismatch,
-    InvalidRequest,
     MalformedContent,
-    MultipleMatches,
     NotFound,
     PreconditionFailed,
-    ValidationFailed,
 )
 from maillage.fhir import sql_writes
 from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.indexing.extractor import extract_index
+from maillage.fhir.matching import single_match
 from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
+from maillage.fhir.patching import apply_json_patch, check_patch_document
 from maillage.fhir.read_batching import ReadBatcher
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search.everything import everything
@@ -363,8 +360,7 @@ class Repository:
         *,
         if_match: int | None = None,
     ) -> WriteOutcome:
-        if not isinstance(operations, list):
-            raise InvalidRequest("a JSON Patch body is an array of operations")
+        check_patch_document(operations)
         async with self.atomic() as repo, repo._connection() as conn:
             # Lock the row before reading it, so that a concurrent update cannot slip in
             # between the read and the write (a lost update).
@@ -372,14 +368,7 @@ class Repository:
             await repo._lock_current(conn, resource_type, resource_id)
             current = await repo.read(resource_type, resource_id)
             assert current.body is not None
-            try:
-                patched = jsonpatch.apply_patch(orjson.loads(current.body), operations)
-            except jsonpatch.InvalidJsonPatch as error:
-                raise InvalidRequest(f"the JSON Patch document is invalid: {error}") from error
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-                raise ValidationFailed(f"the patch cannot be applied: {error}") from error
-            if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
-                raise ValidationFailed("a patch may not change resourceType or id")
+            patched = apply_json_patch(current.body, operations, resource_type, resource_id)
             return await repo.update(
                 resource_type, resource_id, patched, if_match=if_match, method="PATCH"
             )
@@ -431,30 +420,15 @@ class Repository:
     async def _single_match(
         self, conn: psycopg.AsyncConnection, resource_type: str, criteria: list[tuple[str, str]]
     ) -> StoredResource | None:
-        if not criteria:
-            raise InvalidRequest("a conditional interaction needs search criteria")
         # Finding the match is a search: the policy says whether this caller may search.
-        self._authorize(Action.SEARCH, resource_type)
-        # Serialise conditional writes on the same criteria, so two concurrent
-        # conditional creates cannot both create.
-        lock_key = int.from_bytes(
-            blake2b(repr((resource_type, sorted(criteria))).encode(), digest_size=8).digest(),
-            "big",
-            signed=True,
-        )
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
-        page = await self.store.search_engine.search(
+        return await single_match(
             conn,
+            self.store.search_engine,
             resource_type,
-            [*criteria, ("_count", "2")],
-            strict=True,
+            criteria,
+            authorize=lambda: self._authorize(Action.SEARCH, resource_type),
             visible=lambda alias: self._visible(Action.SEARCH, alias),
         )
-        if len(page.entries) > 1:
-            raise MultipleMatches(
-                f"the criteria match more than one {resource_type}; be more selective"
-            )
-        return page.entries[0] if page.entries else None
 
     async def _fetch(
         self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
