@@ -96,7 +96,7 @@ def analyze(
             control_id=early.control_id or None,
         )
     if port_site is not None and site.code != port_site:
-        return Rejected(
+        return _site_rejected(
             "AR",
             ErrorDetail(
                 ErrorLocation("MSH", 4),
@@ -104,15 +104,13 @@ def analyze(
                 f"site {site.code} may not send on the port of site {port_site}",
             ),
             early,
-            site=site.code,
-            sender=sender,
-            control_id=early.control_id or None,
+            site,
         )
     declared = declared_charset(raw)
     try:
         codec = codec_for(declared, site.default_charset)
     except UnsupportedCharset:
-        return Rejected(
+        return _site_rejected(
             "AR",
             ErrorDetail(
                 ErrorLocation("MSH", 18),
@@ -120,9 +118,7 @@ def analyze(
                 f"character set {declared!r} is not supported (8859/15, 8859/1, UNICODE UTF-8)",
             ),
             early,
-            site=site.code,
-            sender=sender,
-            control_id=early.control_id or None,
+            site,
         )
     try:
         text = raw.decode(codec)
@@ -130,20 +126,31 @@ def analyze(
         said = (
             f"MSH-18 says {declared}" if declared else f"the site default is {site.default_charset}"
         )
-        return Rejected(
+        return _site_rejected(
             "AE",
             ErrorDetail(
-                ErrorLocation("MSH", 18),
-                102,
-                f"byte {error.start} is not valid {codec} ({said})",
+                ErrorLocation("MSH", 18), 102, f"byte {error.start} is not valid {codec} ({said})"
             ),
             early,
-            site=site.code,
-            sender=sender,
-            control_id=early.control_id or None,
+            site,
             codec=codec,
         )
     return _read_header(text, site, sender, codec, early)
+
+
+def _site_rejected(
+    code: str, detail: ErrorDetail, early: AckContext, site: SiteConfig, codec: str | None = None
+) -> Rejected:
+    """A message from a known site refused before its header could be read."""
+    return Rejected(
+        code,
+        detail,
+        early,
+        site=site.code,
+        sender=f"{early.sending_application}^{early.sending_facility}",
+        control_id=early.control_id or None,
+        codec=codec,
+    )
 
 
 def _read_header(

@@ -65,6 +65,17 @@ def _null(*columns: str) -> str:
     return " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in columns)
 
 
+def _similarity_level(a: str, b: str, *, first: int) -> int:
+    """The last three levels of a text comparison: Jaro-Winkler >= JW_HIGH (``first``),
+    >= JW_LOW (``first + 1``), anything else (``first + 2``)."""
+    similarity = _jw(a, b)
+    if similarity >= JW_HIGH:
+        return first
+    if similarity >= JW_LOW:
+        return first + 1
+    return first + 2
+
+
 def _jw_sql(column: str, threshold: float) -> str:
     return f"jaro_winkler_similarity({column}_l, {column}_r) >= {threshold}"
 
@@ -85,12 +96,7 @@ def _name_level(left: Record, right: Record) -> int:
         return 1
     if _swapped(left, right):
         return 2
-    similarity = _jw(a, b)
-    if similarity >= JW_HIGH:
-        return 3
-    if similarity >= JW_LOW:
-        return 4
-    return 5
+    return _similarity_level(a, b, first=3)
 
 
 def _swapped(left: Record, right: Record) -> bool:
@@ -139,12 +145,7 @@ def _first_names_level(left: Record, right: Record) -> int:
         return 1
     if _swapped(left, right):
         return 2
-    similarity = _jw(a, b)
-    if similarity >= JW_HIGH:
-        return 3
-    if similarity >= JW_LOW:
-        return 4
-    return 5
+    return _similarity_level(a, b, first=3)
 
 
 FIRST_NAMES = Comparison(
@@ -261,12 +262,7 @@ def _text(column: str) -> Comparison:
             return MISSING
         if a == b:
             return 0
-        similarity = _jw(a, b)
-        if similarity >= JW_HIGH:
-            return 1
-        if similarity >= JW_LOW:
-            return 2
-        return 3
+        return _similarity_level(a, b, first=1)
 
     return Comparison(
         name=column,
