@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from maillage.errors import InvalidRequest, NotFound
 from maillage.fhir.definitions import resource_types
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.search_definitions import REINDEX_KIND, SearchDefinitions, percent
+from maillage.fhir.sql_writes import INDEX_TABLES, exact_decimal
 from maillage.jobs import Job, JobControl, JobService, JobStatus
 from maillage.security import AccessPolicy, Action, RequestContext
 from maillage.storage import Database
@@ -40,35 +40,15 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 500
 _RETRIES = 3
-_TABLES = {
-    # key: (table, its value columns, how to read them from a JSON row, IndexRows field)
-    "tk": (
-        "sp_token",
-        "system, code, code_hash, system_code_hash",
-        "e->>3, e->>4, (e->>5)::bigint, (e->>6)::bigint",
-        "token",
-    ),
-    "st": ("sp_string", "value_norm, value_exact", "e->>3, e->>4", "string"),
-    "dt": ("sp_date", "low, high", "(e->>3)::timestamptz, (e->>4)::timestamptz", "date"),
-    "nb": ("sp_number", "value", "(e->>3)::numeric", "number"),
-    "qt": ("sp_quantity", "system, code, value", "e->>3, e->>4, (e->>5)::numeric", "quantity"),
-    "ur": ("sp_uri", "uri", "e->>3", "uri"),
-    "rf": (
-        "sp_reference",
-        "target_type, target_id, target_url",
-        "e->>3, e->>4, e->>5",
-        "reference",
-    ),
-}
 # Rows arrive as one JSON array per table, each row [rid, resource_type, param, ...]: one
 # statement per table whatever the batch size.
 _INSERTS = {
-    key: (
-        f"INSERT INTO {table} (rid, resource_type, param, {columns})"
-        f" SELECT (e->>0)::bigint, e->>1, e->>2, {values}"
+    spec.key: (
+        f"INSERT INTO {spec.table} (rid, resource_type, param, {spec.column_names})"
+        f" SELECT (e->>0)::bigint, e->>1, e->>2, {spec.values_from_json(3)}"
         " FROM json_array_elements(%s::json) AS e"
     )
-    for key, (table, columns, values, _) in _TABLES.items()
+    for spec in INDEX_TABLES
 }
 
 
@@ -87,22 +67,15 @@ def _param_names(codes: Iterable[str]) -> list[str]:
     return [name for code in codes for name in (code, f"{code}:text", f"{code}:of-type")]
 
 
-def _exact(value: Any) -> str:
-    # Decimals go as JSON strings, so that the numeric cast keeps every digit.
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not an index value")
-
-
 def _batch_rows(batch: list[tuple[int, str, Any]], codes: frozenset[str] | None) -> dict[str, str]:
     """Each index table's rows of the batch, as one JSON text each."""
-    merged: dict[str, list[Any]] = {key: [] for key in _TABLES}
+    merged: dict[str, list[Any]] = {spec.key: [] for spec in INDEX_TABLES}
     for rid, resource_type, content in batch:
         resource = orjson.loads(content) if isinstance(content, str | bytes) else content
         rows = extract_index(resource, codes)
-        for key, (_, _, _, field) in _TABLES.items():
-            merged[key].extend((rid, resource_type, *row) for row in getattr(rows, field))
-    return {key: orjson.dumps(rows, default=_exact).decode() for key, rows in merged.items()}
+        for spec in INDEX_TABLES:
+            merged[spec.key].extend((rid, resource_type, *row) for row in getattr(rows, spec.field))
+    return {key: orjson.dumps(rows, default=exact_decimal).decode() for key, rows in merged.items()}
 
 
 class ReindexService:
@@ -238,7 +211,8 @@ class ReindexService:
         rows: dict[str, str],
         codes: frozenset[str] | None,
     ) -> None:
-        for key, (table, _, _, _) in _TABLES.items():
+        for spec in INDEX_TABLES:
+            key, table = spec.key, spec.table
             if codes is None:
                 await conn.execute(f"DELETE FROM {table} WHERE rid = ANY(%s)", (rids,))
             else:

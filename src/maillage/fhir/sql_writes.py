@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,33 +12,66 @@ import psycopg
 
 from maillage.fhir.indexing.values import IndexRows
 
+
+@dataclass(frozen=True)
+class IndexTable:
+    """An index table: the short key of its JSON parameter, its value columns (after
+    ``rid, resource_type, param``) with the cast each needs from JSON text, and the
+    ``IndexRows`` field holding its rows."""
+
+    key: str
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    field: str
+
+    def values_from_json(self, first: int) -> str:
+        """The value columns read from a JSON row array ``e`` starting at ``e->>first``."""
+        return ", ".join(
+            f"(e->>{first + n}){cast}" if cast else f"e->>{first + n}"
+            for n, (_, cast) in enumerate(self.columns)
+        )
+
+    @property
+    def column_names(self) -> str:
+        return ", ".join(name for name, _ in self.columns)
+
+
+INDEX_TABLES = (
+    IndexTable(
+        "tk",
+        "sp_token",
+        (("system", ""), ("code", ""), ("code_hash", "::bigint"), ("system_code_hash", "::bigint")),
+        "token",
+    ),
+    IndexTable("st", "sp_string", (("value_norm", ""), ("value_exact", "")), "string"),
+    IndexTable("dt", "sp_date", (("low", "::timestamptz"), ("high", "::timestamptz")), "date"),
+    IndexTable("nb", "sp_number", (("value", "::numeric"),), "number"),
+    IndexTable(
+        "qt", "sp_quantity", (("system", ""), ("code", ""), ("value", "::numeric")), "quantity"
+    ),
+    IndexTable("ur", "sp_uri", (("uri", ""),), "uri"),
+    IndexTable(
+        "rf",
+        "sp_reference",
+        (("target_type", ""), ("target_id", ""), ("target_url", "")),
+        "reference",
+    ),
+)
+
 # Each index table gets its rows from one JSON array of row arrays, unpacked by the server;
 # empty arrays insert nothing, so one fixed statement (prepared once) serves every resource.
 # (Passing them as 23 typed arrays made the driver inspect every element of every array:
 # ~0.3 ms per write, more than the validation.)
-_INDEX_INSERTS = """
-  t AS (INSERT INTO sp_token (rid, resource_type, param, system, code, code_hash, system_code_hash)
-        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint
-        FROM r, json_array_elements(%(tk)s::json) AS e),
-  s AS (INSERT INTO sp_string (rid, resource_type, param, value_norm, value_exact)
-        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2
-        FROM r, json_array_elements(%(st)s::json) AS e),
-  d AS (INSERT INTO sp_date (rid, resource_type, param, low, high)
-        SELECT r.rid, r.resource_type, e->>0, (e->>1)::timestamptz, (e->>2)::timestamptz
-        FROM r, json_array_elements(%(dt)s::json) AS e),
-  n AS (INSERT INTO sp_number (rid, resource_type, param, value)
-        SELECT r.rid, r.resource_type, e->>0, (e->>1)::numeric
-        FROM r, json_array_elements(%(nb)s::json) AS e),
-  q AS (INSERT INTO sp_quantity (rid, resource_type, param, system, code, value)
-        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, (e->>3)::numeric
-        FROM r, json_array_elements(%(qt)s::json) AS e),
-  u AS (INSERT INTO sp_uri (rid, resource_type, param, uri)
-        SELECT r.rid, r.resource_type, e->>0, e->>1
-        FROM r, json_array_elements(%(ur)s::json) AS e),
-  f AS (INSERT INTO sp_reference (rid, resource_type, param, target_type, target_id, target_url)
-        SELECT r.rid, r.resource_type, e->>0, e->>1, e->>2, e->>3
-        FROM r, json_array_elements(%(rf)s::json) AS e)
-"""
+_INDEX_INSERTS = (
+    ",\n".join(
+        f"  ins_{spec.table} AS (INSERT INTO {spec.table}"
+        f" (rid, resource_type, param, {spec.column_names})"
+        f" SELECT r.rid, r.resource_type, e->>0, {spec.values_from_json(1)}"
+        f" FROM r, json_array_elements(%({spec.key})s::json) AS e)"
+        for spec in INDEX_TABLES
+    )
+    + "\n"
+)
 
 _INSERT_RESOURCE = (
     """
@@ -51,17 +85,9 @@ WITH r AS (
     + "SELECT rid FROM r"
 )
 
-_INDEX_TABLES = (
-    "sp_token",
-    "sp_string",
-    "sp_date",
-    "sp_number",
-    "sp_quantity",
-    "sp_uri",
-    "sp_reference",
-)
 _DELETE_INDEX = ",\n".join(
-    f"del_{table} AS (DELETE FROM {table} WHERE rid = %(rid)s)" for table in _INDEX_TABLES
+    f"del_{table} AS (DELETE FROM {table} WHERE rid = %(rid)s)"
+    for table in (spec.table for spec in INDEX_TABLES)
 )
 _ARCHIVE_CURRENT = """
   archived AS (INSERT INTO resource_version
@@ -97,28 +123,20 @@ WHERE rid = %(rid)s
 )
 
 
-def _exact_decimal(value: Any) -> str:
-    # Decimals go as JSON strings, so that the numeric cast keeps every digit.
+def exact_decimal(value: Any) -> str:
+    """orjson's ``default`` for index rows: decimals go as JSON strings, so that the
+    numeric cast keeps every digit."""
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not an index value")
 
 
-def _rows_json(rows: list[Any]) -> str:
-    # datetimes come out as RFC 3339 with their offset, which timestamptz reads back.
-    return orjson.dumps(rows, default=_exact_decimal).decode()
-
-
 def index_parameters(rows: IndexRows) -> dict[str, str]:
-    """Each index table's rows as one JSON text parameter."""
+    """Each index table's rows as one JSON text parameter (datetimes come out as RFC 3339
+    with their offset, which timestamptz reads back)."""
     return {
-        "tk": _rows_json(rows.token),
-        "st": _rows_json(rows.string),
-        "dt": _rows_json(rows.date),
-        "nb": _rows_json(rows.number),
-        "qt": _rows_json(rows.quantity),
-        "ur": _rows_json(rows.uri),
-        "rf": _rows_json(rows.reference),
+        spec.key: orjson.dumps(getattr(rows, spec.field), default=exact_decimal).decode()
+        for spec in INDEX_TABLES
     }
 
 
