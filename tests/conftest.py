@@ -41,6 +41,11 @@ TABLES = (
     "sp_reference",
     "job",
     "search_param_pending",
+    "mpi_source",
+    "mpi_territorial",
+    "mpi_candidate",
+    "mpi_event",
+    "mpi_merge",
 )
 
 

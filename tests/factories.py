@@ -18,6 +18,11 @@ from typing import Any
 TEST_NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"
 TEST_IPP_SYSTEM = "urn:oid:1.2.250.1.999.1.1.1"
 LOINC = "http://loinc.org"
+V2_IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
+# FR Core: the INSEE code of a commune on an address (birthplace).
+INSEE_CODE_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
+# (the hub reads the code whatever the system)
+INSEE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
 
@@ -69,6 +74,68 @@ def identity_reliability(status: str = "QUAL") -> dict[str, Any]:
         "url": IDENTITY_RELIABILITY_URL,
         "extension": [{"url": "identityStatus", "valueCoding": coding}],
     }
+
+
+def source_identity(
+    *,
+    site: int = 0,
+    ipp: str | None = None,
+    birth_name: str = "Martin",
+    used_name: str | None = None,
+    given: tuple[str, ...] = ("Camille",),
+    gender: str = "female",
+    birth_date: str = "1980-02-03",
+    birthplace: str | None = "99101",
+    status: str | None = "PROV",
+    ins: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A source identity as a site registers it (FR Core shape): the IPP of demo site
+    number ``site`` (type PI), the birth name and birth first names (official name), a
+    used name, the birthplace's INSEE code (99xxx: not a real commune), the RNIV status
+    and, on a QUAL identity, an INS under the test NIR system."""
+    from maillage.demo.sites import SITES
+
+    identifiers: list[dict[str, Any]] = [
+        {
+            "type": {"coding": [{"system": V2_IDENTIFIER_TYPE_SYSTEM, "code": "PI"}]},
+            "system": SITES[site].ipp_system,
+            "value": ipp or new_value("IPP"),
+        }
+    ]
+    if ins is not None:
+        identifiers.append({"system": TEST_NIR_SYSTEM, "value": ins})
+    names: list[dict[str, Any]] = [{"use": "official", "family": birth_name, "given": list(given)}]
+    if used_name:
+        names.append({"use": "usual", "family": used_name, "given": [given[0]]})
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": identifiers,
+        "name": names,
+        "gender": gender,
+        "birthDate": birth_date,
+    }
+    extensions: list[dict[str, Any]] = []
+    if birthplace:
+        extensions.append(
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                "valueAddress": {
+                    "extension": [
+                        {
+                            "url": INSEE_CODE_URL,
+                            "valueCoding": {"system": INSEE_SYSTEM, "code": birthplace},
+                        }
+                    ]
+                },
+            }
+        )
+    if status:
+        extensions.append(identity_reliability(status))
+    if extensions:
+        resource["extension"] = extensions
+    resource.update(extra)
+    return resource
 
 
 def synthetic_nir(first_13: str) -> str:

@@ -33,6 +33,7 @@ from maillage.fhir.reindex import REINDEX_KIND, ReindexService
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
+from maillage.mpi import build_patient_index
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.service import build_gateway
 from maillage.hl7v2.store import MessageStore
@@ -157,7 +158,14 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     jobs = JobService(database, max_attempts=settings.job_max_attempts)
     definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
     policy = AllowAll()
-    store = FhirStore(database, policy, engine, definitions=definitions)
+    patient_index = build_patient_index(settings)
+    store = FhirStore(
+        database,
+        policy,
+        engine,
+        definitions=definitions,
+        write_hooks={"Patient": patient_index} if patient_index is not None else None,
+    )
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     exports = ExportService(store, jobs, settings.exports_path)
     reindex = ReindexService(

@@ -66,10 +66,23 @@ class Settings(BaseSettings):
     hl7_retry_base_s: float = 2.0
     hl7_retry_max_s: float = 300.0
     hl7_poll_interval_s: float = 0.2
+    # Territorial patient index (src/maillage/mpi/): every Patient write is matched and
+    # linked online; the matching model trained by `maillage identity train` (the
+    # untrained defaults until then) and the two thresholds, as match probabilities.
+    identity_index_enabled: bool = True
+    identity_model_file: Path | None = None
+    identity_auto_link: float | None = None
+    identity_review: float | None = None
 
     @property
     def exports_path(self) -> Path:
         return self.export_dir if self.export_dir is not None else self.data_dir / "exports"
+
+    @property
+    def identity_model_path(self) -> Path:
+        if self.identity_model_file is not None:
+            return self.identity_model_file
+        return self.data_dir / "identity" / "model.json"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,7 +9,7 @@ extract index rows and write everything in one transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +44,7 @@ from maillage.storage import Database
 
 if TYPE_CHECKING:
     from maillage.fhir.search_definitions import SearchDefinitions
+    from maillage.fhir.write_hooks import WriteHook
 
 _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method, content"
 # The read by id, completed with the access policy's filter (composed once, not per read).
@@ -71,6 +72,7 @@ class FhirStore:
         search: SearchEngine,
         *,
         definitions: SearchDefinitions | None = None,
+        write_hooks: Mapping[str, WriteHook] | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -79,6 +81,13 @@ class FhirStore:
         # Checks SearchParameter writes and follows the custom definitions; None: they
         # are stored as plain resources (a store built without it, in some tests).
         self.definitions = definitions
+        # Per resource type, a domain that must see each write in its transaction (the
+        # patient index for Patient): see ``fhir/write_hooks.py``.
+        self.write_hooks: dict[str, WriteHook] = dict(write_hooks or {})
+
+    def transactional(self, resource_type: str) -> bool:
+        """Whether a create of this type needs a transaction (more than one statement)."""
+        return resource_type == "SearchParameter" or resource_type in self.write_hooks
 
     def repository(self, ctx: RequestContext) -> Repository:
         return Repository(self, ctx)
@@ -111,16 +120,29 @@ class Repository:
             async with self.store.db.transaction() as conn:
                 yield conn
 
-    async def _definition_write(
+    @property
+    def bound_connection(self) -> psycopg.AsyncConnection | None:
+        """The transaction's connection this repository is bound to, if any."""
+        return self._conn
+
+    async def _before_write(
         self,
         conn: psycopg.AsyncConnection,
         resource_type: str,
         resource_id: str,
         resource: dict[str, Any] | None,
-    ) -> None:
-        """SearchParameter writes are definitions: checked (422) before being stored."""
+    ) -> dict[str, Any] | None:
+        """What must happen in the write's transaction before it is stored (None: a
+        delete): SearchParameter writes are definitions, checked (422); a hooked type's
+        domain sees the write and may complete the resource (the patient index links a
+        Patient to its territorial identity)."""
         if resource_type == "SearchParameter" and self.store.definitions is not None:
             await self.store.definitions.before_write(conn, resource_id, resource, self.ctx)
+        hook = self.store.write_hooks.get(resource_type)
+        if hook is not None:
+            bound = Repository(self.store, self.ctx, conn)
+            return await hook.before_write(bound, conn, resource_id, resource)
+        return resource
 
     @asynccontextmanager
     async def _single_statement(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -280,7 +302,7 @@ class Repository:
         # An unconditional create is one statement (the resource and its index rows in one
         # CTE), atomic on its own: no BEGIN/COMMIT round trips around it. A SearchParameter
         # changes the definitions in the same transaction.
-        several = if_none_exist or resource_type == "SearchParameter"
+        several = if_none_exist or self.store.transactional(resource_type)
         connection = self._connection() if several else self._single_statement()
         async with connection as conn:
             if if_none_exist:
@@ -323,6 +345,9 @@ class Repository:
                     f"{resource_type}/{resource_id} is at version {current.version_id}, "
                     f"not {if_match}"
                 )
+            prepared = await self._before_write(conn, resource_type, resource_id, resource)
+            assert prepared is not None
+            resource = prepared
             if not current.deleted and current.content_hash == content_hash(resource):
                 unchanged = await self._fetch(conn, resource_type, resource_id)
                 assert unchanged is not None
@@ -386,7 +411,7 @@ class Repository:
             # A row the caller may not see is, for them, a resource that does not exist.
             if current is None or current.deleted or not current.visible:
                 return None
-            await self._definition_write(conn, resource_type, resource_id, None)
+            await self._before_write(conn, resource_type, resource_id, None)
             moment = now_instant()
             await sql_writes.mark_deleted(
                 conn, rid=current.rid, version_id=current.version_id + 1, last_updated=moment
@@ -471,7 +496,9 @@ class Repository:
         method: str,
     ) -> StoredResource:
         check_id(resource_id)
-        await self._definition_write(conn, resource["resourceType"], resource_id, resource)
+        prepared = await self._before_write(conn, resource["resourceType"], resource_id, resource)
+        assert prepared is not None
+        resource = prepared
         moment = now_instant()
         stamped, body = self._stamp(resource, resource_id, 1, moment)
         try:
@@ -499,7 +526,6 @@ class Repository:
         resource: dict[str, Any],
         method: str,
     ) -> StoredResource:
-        await self._definition_write(conn, resource["resourceType"], resource["id"], resource)
         moment = now_instant()
         version_id = current.version_id + 1
         stamped, body = self._stamp(resource, resource["id"], version_id, moment)

@@ -116,7 +116,7 @@ def _identifier_problems(
                     where,
                 )
             )
-    elif _is_ipp(identifier) and ipp_systems is not None and system not in ipp_systems:
+    elif is_ipp(identifier) and ipp_systems is not None and system not in ipp_systems:
         configured = ", ".join(sorted(ipp_systems)) or "none"
         problems.append(
             Problem(
@@ -128,7 +128,7 @@ def _identifier_problems(
     return problems
 
 
-def _is_ipp(identifier: dict[str, Any]) -> bool:
+def is_ipp(identifier: dict[str, Any]) -> bool:
     kind = identifier.get("type")
     if not isinstance(kind, dict):
         return False

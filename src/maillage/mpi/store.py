@@ -1,0 +1,217 @@
+"""The patient index's SQL (migration 0005): every statement on the ``mpi_*`` tables.
+
+Each function takes the caller's connection, so that the index changes in the same
+transaction as the Patient write (or the review decision) that caused them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    patient_id: str
+    territorial_id: str
+    ipp_system: str | None
+    ipp: str | None
+    traits: dict[str, Any]
+    blocking: list[str]
+    reliability: str | None
+    link_kind: str
+    score: float | None
+    matched_patient_id: str | None
+    explanation: dict[str, Any] | None
+    active: bool
+    updated_at: datetime | None = None
+
+
+def json_value(value: Any) -> Any:
+    """A jsonb column's value (the hub's connections read jsonb as text: bodies are
+    served as stored)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _source(row: dict[str, Any]) -> SourceRow:
+    return SourceRow(
+        **{
+            **row,
+            "traits": json_value(row["traits"]),
+            "explanation": json_value(row["explanation"]),
+        }
+    )
+
+
+_SOURCE_COLUMNS = (
+    "patient_id, territorial_id, ipp_system, ipp, traits, blocking, reliability, link_kind,"
+    " score, matched_patient_id, explanation, active, updated_at"
+)
+
+
+async def lock_keys(conn: psycopg.AsyncConnection, keys: Iterable[str]) -> None:
+    """Transaction locks on blocking keys, taken in one order (no deadlock): two writes
+    that could match each other share a key, so they run one after the other."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM"
+        " (SELECT DISTINCT hashtextextended('mpi:' || k, 0) AS h"
+        "  FROM unnest(%s::text[]) AS k ORDER BY 1 OFFSET 0) AS ordered",
+        (sorted(set(keys)),),
+    )
+
+
+async def get_source(conn: psycopg.AsyncConnection, patient_id: str) -> SourceRow | None:
+    rows = await get_sources(conn, [patient_id])
+    return rows[0] if rows else None
+
+
+async def get_sources(conn: psycopg.AsyncConnection, patient_ids: Sequence[str]) -> list[SourceRow]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM mpi_source WHERE patient_id = ANY(%s)"
+            " ORDER BY patient_id",
+            (list(patient_ids),),
+        )
+        return [_source(row) for row in await cursor.fetchall()]
+
+
+async def candidates(
+    conn: psycopg.AsyncConnection, keys: Sequence[str], exclude: str, limit: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Active sources sharing a blocking key: (patient id, territorial id, traits)."""
+    cursor = await conn.execute(
+        "SELECT patient_id, territorial_id, traits FROM mpi_source"
+        " WHERE active AND blocking && %s::text[] AND patient_id <> %s LIMIT %s",
+        (list(keys), exclude, limit),
+    )
+    return [(str(row[0]), str(row[1]), json_value(row[2])) for row in await cursor.fetchall()]
+
+
+async def members(conn: psycopg.AsyncConnection, territorial_id: str) -> list[str]:
+    cursor = await conn.execute(
+        "SELECT patient_id FROM mpi_source WHERE territorial_id = %s AND active"
+        " ORDER BY patient_id",
+        (territorial_id,),
+    )
+    return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def sources_of(conn: psycopg.AsyncConnection, territorial_id: str) -> list[SourceRow]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM mpi_source WHERE territorial_id = %s AND active"
+            " ORDER BY patient_id",
+            (territorial_id,),
+        )
+        return [_source(row) for row in await cursor.fetchall()]
+
+
+async def find_by_ipp(conn: psycopg.AsyncConnection, ipp_system: str, ipp: str) -> SourceRow | None:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM mpi_source WHERE ipp_system = %s AND ipp = %s"
+            " ORDER BY active DESC, patient_id LIMIT 1",
+            (ipp_system, ipp),
+        )
+        row = await cursor.fetchone()
+        return _source(row) if row else None
+
+
+async def never_for(conn: psycopg.AsyncConnection, patient_id: str) -> frozenset[str]:
+    cursor = await conn.execute(
+        "SELECT territorial_id FROM mpi_candidate WHERE patient_id = %s AND status = 'never'",
+        (patient_id,),
+    )
+    return frozenset(str(row[0]) for row in await cursor.fetchall())
+
+
+async def upsert_source(conn: psycopg.AsyncConnection, row: SourceRow) -> None:
+    await conn.execute(
+        "INSERT INTO mpi_source (patient_id, territorial_id, ipp_system, ipp, traits, blocking,"
+        " reliability, link_kind, score, matched_patient_id, explanation, active, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+        " ON CONFLICT (patient_id) DO UPDATE SET territorial_id = EXCLUDED.territorial_id,"
+        " ipp_system = EXCLUDED.ipp_system, ipp = EXCLUDED.ipp, traits = EXCLUDED.traits,"
+        " blocking = EXCLUDED.blocking, reliability = EXCLUDED.reliability,"
+        " link_kind = EXCLUDED.link_kind, score = EXCLUDED.score,"
+        " matched_patient_id = EXCLUDED.matched_patient_id,"
+        " explanation = EXCLUDED.explanation, active = EXCLUDED.active, updated_at = now()",
+        (
+            row.patient_id,
+            row.territorial_id,
+            row.ipp_system,
+            row.ipp,
+            Jsonb(row.traits),
+            row.blocking,
+            row.reliability,
+            row.link_kind,
+            row.score,
+            row.matched_patient_id,
+            Jsonb(row.explanation) if row.explanation is not None else None,
+            row.active,
+        ),
+    )
+
+
+async def delete_source(conn: psycopg.AsyncConnection, patient_id: str) -> None:
+    await conn.execute("DELETE FROM mpi_source WHERE patient_id = %s", (patient_id,))
+
+
+async def ensure_territorial(conn: psycopg.AsyncConnection, territorial_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO mpi_territorial (territorial_id) VALUES (%s)"
+        " ON CONFLICT (territorial_id) DO UPDATE SET active = true",
+        (territorial_id,),
+    )
+
+
+async def is_territorial(conn: psycopg.AsyncConnection, territorial_id: str) -> bool:
+    cursor = await conn.execute(
+        "SELECT 1 FROM mpi_territorial WHERE territorial_id = %s", (territorial_id,)
+    )
+    return await cursor.fetchone() is not None
+
+
+async def set_territorial_state(
+    conn: psycopg.AsyncConnection,
+    territorial_id: str,
+    *,
+    active: bool,
+    trait_sources: dict[str, str],
+) -> None:
+    await conn.execute(
+        "UPDATE mpi_territorial SET active = %s, trait_sources = %s WHERE territorial_id = %s",
+        (active, Jsonb(trait_sources), territorial_id),
+    )
+
+
+async def trait_sources(conn: psycopg.AsyncConnection, territorial_id: str) -> dict[str, str]:
+    cursor = await conn.execute(
+        "SELECT trait_sources FROM mpi_territorial WHERE territorial_id = %s", (territorial_id,)
+    )
+    row = await cursor.fetchone()
+    return dict(json_value(row[0])) if row else {}
+
+
+async def add_event(
+    conn: psycopg.AsyncConnection,
+    *,
+    who: str,
+    action: str,
+    patient_id: str | None,
+    territorial_id: str | None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO mpi_event (who, action, patient_id, territorial_id, reason, detail)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (who, action, patient_id, territorial_id, reason, Jsonb(detail or {})),
+    )
