@@ -139,8 +139,7 @@ class RunningHub:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def hub(database_url: str) -> Iterator[RunningHub]:
+def _running_hub(database_url: str, *, identity_index: bool) -> Iterator[RunningHub]:
     settings = Settings(
         database_url=database_url,
         max_body_bytes=1024 * 1024,
@@ -150,6 +149,7 @@ def hub(database_url: str) -> Iterator[RunningHub]:
         job_heartbeat_s=0.5,
         job_stale_after_s=2.0,
         search_definitions_refresh_s=0.2,
+        identity_index_enabled=identity_index,
     )
     running = RunningHub(settings, database_url)
     running.start()
@@ -160,14 +160,44 @@ def hub(database_url: str) -> Iterator[RunningHub]:
         shutil.rmtree(settings.exports_path.parent, ignore_errors=True)
 
 
-@pytest.fixture
-def fhir_base(hub: RunningHub, clean_database: str) -> str:
+@pytest.fixture(scope="session")
+def hub(database_url: str) -> Iterator[RunningHub]:
+    """The hub as the FHIR store's tests need it: the patient index off, so that a test
+    sees exactly the resources it wrote (no golden-record Patients beside them)."""
+    yield from _running_hub(database_url, identity_index=False)
+
+
+@pytest.fixture(scope="session")
+def indexed_hub(database_url: str) -> Iterator[RunningHub]:
+    """The hub as it ships: every Patient write matched by the patient index."""
+    yield from _running_hub(database_url, identity_index=True)
+
+
+def _wait_for_definitions(database_url: str) -> None:
     # The hub runs in this process: wait until it has dropped a previous test's custom
     # search parameters (it polls their generation).
-    wanted = definitions_generation(clean_database)
+    wanted = definitions_generation(database_url)
     deadline = time.monotonic() + 10
     while REGISTRY.generation != wanted and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@pytest.fixture
+def indexed_base(indexed_hub: RunningHub, clean_database: str) -> str:
+    _wait_for_definitions(clean_database)
+    return f"{indexed_hub.base_url}/fhir"
+
+
+@pytest.fixture
+def indexed_http(indexed_base: str) -> Iterator[httpx.Client]:
+    """Plain HTTP to the hub with its patient index on."""
+    with httpx.Client(base_url=indexed_base, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def fhir_base(hub: RunningHub, clean_database: str) -> str:
+    _wait_for_definitions(clean_database)
     return f"{hub.base_url}/fhir"
 
 
