@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from maillage.demo.insi import DemoRegisterInsi
 from maillage.demo.senders import apply_site_configuration
 from maillage.errors import Issue
 from maillage.fhir import validation
@@ -33,11 +34,14 @@ from maillage.fhir.reindex import REINDEX_KIND, ReindexService
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
-from maillage.mpi import build_patient_index
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.service import build_gateway
 from maillage.hl7v2.store import MessageStore
 from maillage.jobs import JobService, Worker
+from maillage.mpi import build_patient_index
+from maillage.mpi.insi_http import insi_routes
+from maillage.national.insi import InsiTeleservice
+from maillage.national.insi_simulator import InsiSimulator
 from maillage.security import AllowAll
 from maillage.settings import Settings
 from maillage.storage import Database
@@ -159,6 +163,13 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
     policy = AllowAll()
     patient_index = build_patient_index(settings)
+    # No client of the national INSi here: the simulator, over the configured register
+    # or the demo territory's.
+    insi: InsiTeleservice = (
+        InsiSimulator.from_ndjson(settings.insi_register_file)
+        if settings.insi_register_file is not None
+        else DemoRegisterInsi()
+    )
     store = FhirStore(
         database,
         policy,
@@ -227,6 +238,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             # before the generic routes: ``/fhir/Patient/$export`` would match a read by id
             *ExportApi(exports, api.base_url).routes("/fhir"),
             *ReindexApi(reindex, api.base_url, settings.max_body_bytes).routes("/fhir"),
+            *insi_routes(insi, max_body_bytes=settings.max_body_bytes),
             *api.routes("/fhir"),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

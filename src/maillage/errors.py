@@ -29,6 +29,7 @@ exceptions.
     ├── PayloadTooLarge           body over the configured limit (413)
     ├── UnsupportedMediaType      body in a media type we do not read (415)
     ├── QueryTimeout              a query ran past its time limit (503)
+    ├── TeleserviceUnavailable    a national teleservice (INSi) did not answer (503)
     └── ConfigurationError        the hub cannot start as configured (CLI)
 """
 
@@ -151,6 +152,13 @@ class UnsupportedMediaType(MaillageError):
 
 class QueryTimeout(MaillageError):
     code = "timeout"
+
+
+class TeleserviceUnavailable(MaillageError):
+    """A national teleservice (``maillage.national``, e.g. INSi) is out of reach or
+    answered that it is unavailable: the caller may retry later; nothing was decided."""
+
+    code = "transient"
 
 
 class ConfigurationError(MaillageError):

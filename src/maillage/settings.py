@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     identity_model_file: Path | None = None
     identity_auto_link: float | None = None
     identity_review: float | None = None
+    # INSi: no client of the national teleservice here (it needs the GHT's certificates
+    # and the LPS registration); the simulator answers from this register (NDJSON of
+    # national.insi.InsiIdentity), or from the demo territory's register when unset.
+    insi_register_file: Path | None = None
 
     @property
     def exports_path(self) -> Path:

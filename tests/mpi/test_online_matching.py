@@ -61,9 +61,7 @@ def test_a_stranger_gets_a_territorial_identity_of_its_own(http: httpx.Client) -
     assert _territorial(first) != _territorial(second)
 
 
-def test_twins_stay_apart_and_raise_a_homonym_alert(
-    http: httpx.Client, database_url: str
-) -> None:
+def test_twins_stay_apart_and_raise_a_homonym_alert(http: httpx.Client, database_url: str) -> None:
     common = {"birth_name": "Garnier", "birth_date": "2001-05-06", "birthplace": "99350"}
     first = _create(http, source_identity(site=0, given=("Lucas",), gender="male", **common))
     second = _create(http, source_identity(site=0, given=("Hugo",), gender="male", **common))
@@ -76,14 +74,10 @@ def test_qualified_identities_with_one_ins_are_linked_whatever_the_typing(
     http: httpx.Client,
 ) -> None:
     nir = synthetic_nir("2800299101042")
-    first = _create(
-        http, source_identity(site=0, birth_name="Dubois", status="QUAL", ins=nir)
-    )
+    first = _create(http, source_identity(site=0, birth_name="Dubois", status="QUAL", ins=nir))
     second = _create(
         http,
-        source_identity(
-            site=3, birth_name="Duboiss", given=("Kamille",), status="QUAL", ins=nir
-        ),
+        source_identity(site=3, birth_name="Duboiss", given=("Kamille",), status="QUAL", ins=nir),
     )
     assert _territorial(first) == _territorial(second)
     golden = http.get(f"/Patient/{_territorial(first)}").json()

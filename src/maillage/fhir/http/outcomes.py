@@ -20,6 +20,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[errors.MaillageError], int], ...] = (
     (errors.PayloadTooLarge, 413),
     (errors.UnsupportedMediaType, 415),
     (errors.QueryTimeout, 503),
+    (errors.TeleserviceUnavailable, 503),
 )
 
 
