@@ -40,6 +40,8 @@ from maillage.hl7v2.store import MessageStore
 from maillage.jobs import JobService, Worker
 from maillage.mpi import build_patient_index
 from maillage.mpi.insi_http import insi_routes
+from maillage.mpi.review import ReviewService
+from maillage.mpi.review_http import review_routes
 from maillage.national.insi import InsiTeleservice
 from maillage.national.insi_simulator import InsiSimulator
 from maillage.security import AllowAll
@@ -239,6 +241,8 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             *ExportApi(exports, api.base_url).routes("/fhir"),
             *ReindexApi(reindex, api.base_url, settings.max_body_bytes).routes("/fhir"),
             *insi_routes(insi, max_body_bytes=settings.max_body_bytes),
+            # the identitovigilance cell's review queue, decisions, merges, history
+            *(review_routes(ReviewService(store, patient_index)) if patient_index else []),
             *api.routes("/fhir"),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

@@ -215,3 +215,34 @@ async def add_event(
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (who, action, patient_id, territorial_id, reason, Jsonb(detail or {})),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    at: datetime
+    who: str
+    action: str
+    patient_id: str | None
+    territorial_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+async def events(
+    conn: psycopg.AsyncConnection,
+    *,
+    patient_id: str | None,
+    territorial_id: str | None,
+    limit: int,
+) -> list[Event]:
+    """The history of a source or territorial identity, oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT id, at, who, action, patient_id, territorial_id, reason, detail"
+            " FROM mpi_event WHERE (%s::text IS NULL OR patient_id = %s)"
+            " AND (%s::text IS NULL OR territorial_id = %s) ORDER BY id LIMIT %s",
+            (patient_id, patient_id, territorial_id, territorial_id, limit),
+        )
+        rows = await cursor.fetchall()
+    return [Event(**{**row, "detail": json_value(row["detail"])}) for row in rows]
