@@ -23,9 +23,9 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
 
 from maillage.errors import IdentityRejected, Issue
@@ -140,14 +140,21 @@ class PatientIndex:
             never=await store.never_for(conn, patient_id),
         )
         territorial_id = placement.territorial_id or new_territorial_id()
-        await store.ensure_territorial(conn, territorial_id)
+        if placement.territorial_id is None:
+            await store.ensure_territorial(conn, territorial_id)
         await store.upsert_source(
             conn,
             _row(patient_id, patient, prepared, keys, existing, placement, territorial_id),
         )
-        await candidate_store.file_review(conn, patient_id, placement.review)
+        if placement.review or existing is not None:  # a new identity has nothing to close
+            await candidate_store.file_review(conn, patient_id, placement.review)
         await self._record(conn, repo, patient_id, current, territorial_id, placement)
-        await self.refresh_golden(repo, territorial_id, incoming=(patient_id, patient))
+        await self.refresh_golden(
+            repo,
+            territorial_id,
+            incoming=(patient_id, patient),
+            alone=placement.territorial_id is None,
+        )
         if current is not None and current != territorial_id:
             await self.refresh_golden(repo, current, successor=territorial_id)
         return territorial_id
@@ -179,22 +186,23 @@ class PatientIndex:
         *,
         incoming: tuple[str, dict[str, Any]] | None = None,
         successor: str | None = None,
+        alone: bool = False,
     ) -> None:
         """Rewrite a territorial identity's golden record from its active sources
-        (``incoming``: a source being written, not stored yet)."""
+        (``incoming``: a source being written, not stored yet; ``alone``: it is known to
+        be the only one)."""
         conn = repo_connection(repo)
         # The index reads and writes with its own context: the golden record gathers
         # every site's source, whatever the caller may see.
         repo = Repository(repo.store, INDEX_CONTEXT, conn)
-        member_ids = await store.members(conn, territorial_id)
         bodies: list[dict[str, Any]] = []
-        for member_id in member_ids:
-            if incoming is not None and member_id == incoming[0]:
-                bodies.append({**incoming[1], "id": member_id})
-            else:
-                stored = await repo.read("Patient", member_id)
-                if stored.body is not None:
-                    bodies.append(orjson.loads(stored.body))
+        if incoming is not None:
+            # not stamped yet: it is the most recent version of its source
+            meta = {**(incoming[1].get("meta") or {}), "lastUpdated": now_iso()}
+            bodies.append({**incoming[1], "id": incoming[0], "meta": meta})
+        if not alone:
+            exclude = incoming[0] if incoming is not None else None
+            bodies.extend(await store.member_patients(conn, territorial_id, exclude=exclude))
         with internal_writes():
             if bodies:
                 golden = build_golden(territorial_id, bodies)
@@ -248,6 +256,10 @@ def repo_connection(repo: Repository) -> psycopg.AsyncConnection:
     if conn is None:
         raise RuntimeError("the patient index runs inside a write's transaction")
     return conn
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def new_territorial_id() -> str:

@@ -103,6 +103,25 @@ async def members(conn: psycopg.AsyncConnection, territorial_id: str) -> list[st
     return [str(row[0]) for row in await cursor.fetchall()]
 
 
+async def member_patients(
+    conn: psycopg.AsyncConnection, territorial_id: str, *, exclude: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored Patients of a territorial identity's active sources, in one statement.
+
+    Reads the FHIR store's ``resource`` table directly (as the transaction sees it): the
+    golden record gathers every source whatever the caller may see, and a territorial
+    identity's sources are read on each of its writes.
+    """
+    cursor = await conn.execute(
+        "SELECT r.content FROM mpi_source s JOIN resource r"
+        " ON r.resource_type = 'Patient' AND r.id = s.patient_id AND NOT r.deleted"
+        " WHERE s.territorial_id = %s AND s.active AND s.patient_id IS DISTINCT FROM %s"
+        " ORDER BY s.patient_id",
+        (territorial_id, exclude),
+    )
+    return [json_value(row[0]) for row in await cursor.fetchall()]
+
+
 async def sources_of(conn: psycopg.AsyncConnection, territorial_id: str) -> list[SourceRow]:
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
