@@ -45,9 +45,7 @@ def review_routes(service: ReviewService, prefix: str = "/identity") -> list[Rou
         Route(f"{prefix}/links", fhir_endpoint(api.link), methods=["POST"]),
         Route(f"{prefix}/unlinks", fhir_endpoint(api.unlink), methods=["POST"]),
         Route(f"{prefix}/merges", fhir_endpoint(api.merge), methods=["POST"]),
-        Route(
-            f"{prefix}/merges/{{id:int}}/unmerge", fhir_endpoint(api.unmerge), methods=["POST"]
-        ),
+        Route(f"{prefix}/merges/{{id:int}}/unmerge", fhir_endpoint(api.unmerge), methods=["POST"]),
         Route(f"{prefix}/history", fhir_endpoint(api.history), methods=["GET"]),
     ]
 
