@@ -5,12 +5,18 @@ Patient), the access filter inside it, paged by the same keyset cursor as search
 Patient first, then by ``rid``). The Practitioner, Organization, Location and Medication
 resources a page's resources reference are added to that page as includes, themselves
 filtered by the access policy.
+
+A Patient that lists other Patients of the hub as ``seealso`` links (a territorial
+identity lists its source identities: ``docs/decisions/0005-patient-index.md``) gathers
+their compartments too: ``$everything`` on the territorial identity is the person's record
+across every site, each resource still passing the access filter.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -64,17 +70,18 @@ async def everything(
     found = await engine.fetch(
         conn,
         sql.SQL(
-            "SELECT 1 FROM resource r WHERE r.resource_type = 'Patient' AND r.id = {}"
+            "SELECT r.content FROM resource r WHERE r.resource_type = 'Patient' AND r.id = {}"
             " AND NOT r.deleted AND {}"
         ).format(sql.Literal(patient_id), visible("r")),
     )
     if not found:
         raise NotFound(f"Patient/{patient_id} is not known")
+    patient_ids = [patient_id, *_see_also(found[0][0])]
     members = {"Patient", *patient_compartment()} & resource_types()
     wanted = sorted(t for t in members if (types is None or t in types) and may_see(t))
     link_types, link_codes = _compartment_links(wanted)
-    the_patient = sql.SQL("(r.resource_type = 'Patient' AND r.id = {})").format(
-        sql.Literal(patient_id)
+    the_patient = sql.SQL("(r.resource_type = 'Patient' AND r.id = ANY({}))").format(
+        sql.Literal(patient_ids)
     )
     where = [
         sql.SQL("NOT r.deleted"),
@@ -84,14 +91,14 @@ async def everything(
         # make PostgreSQL scan the whole resource table.
         sql.SQL(
             "r.rid IN (SELECT p.rid FROM resource p WHERE p.resource_type = 'Patient'"
-            " AND p.id = {id} UNION ALL SELECT x.rid FROM sp_reference x"
+            " AND p.id = ANY({ids}) UNION SELECT x.rid FROM sp_reference x"
             " JOIN unnest({types}::text[], {codes}::text[]) AS m(t, c)"
             " ON x.resource_type = m.t AND x.param = m.c"
-            " WHERE x.target_type = 'Patient' AND x.target_id = {id})"
+            " WHERE x.target_type = 'Patient' AND x.target_id = ANY({ids}))"
         ).format(
             types=sql.Literal(link_types),
             codes=sql.Literal(link_codes),
-            id=sql.Literal(patient_id),
+            ids=sql.Literal(patient_ids),
         ),
     ]
     if since is not None:
@@ -132,3 +139,18 @@ async def everything(
         included=tuple(added),
         **cursors(page_rows, len(rows) > count, cursor, results),
     )
+
+
+def _see_also(content: object) -> list[str]:
+    """The ids of the hub's Patients this Patient lists as ``seealso`` links."""
+    body = orjson.loads(content) if isinstance(content, str | bytes) else content
+    links = body.get("link") if isinstance(body, dict) else None
+    found: list[str] = []
+    for link in links if isinstance(links, list) else []:
+        other = link.get("other") if isinstance(link, dict) else None
+        reference = other.get("reference") if isinstance(other, dict) else None
+        if link.get("type") == "seealso" and isinstance(reference, str):
+            kind, _, target = reference.partition("/")
+            if kind == "Patient" and target and "/" not in target:
+                found.append(target)
+    return found
