@@ -12,7 +12,7 @@ def test_the_hub_finds_a_demo_patients_ins(http: httpx.Client) -> None:
     register = demo_register(r for r in demo_resources() if r["resourceType"] == "Patient")
     # one the register holds once under its four search traits
     keys = [(i.birth_name, i.first_names[0], i.sex, i.birth_date) for i in register]
-    identity = next(i for i, key in zip(register, keys) if keys.count(key) == 1)
+    identity = next(i for i, key in zip(register, keys, strict=True) if keys.count(key) == 1)
     gender = {"F": "female", "M": "male"}[identity.sex]
     body = {
         "resourceType": "Parameters",

@@ -50,7 +50,7 @@ def test_a_doubtful_pair_waits_in_the_queue_with_its_explanation(http: httpx.Cli
 def test_linking_a_candidate_makes_one_territorial_identity_and_records_who_and_why(
     http: httpx.Client,
 ) -> None:
-    first, second = _pair_to_review(http)
+    _pair_to_review(http)
     with identity_api(http) as api:
         item = api.get("/candidates").json()["items"][0]
         decided = api.post(
@@ -77,7 +77,7 @@ def test_linking_a_candidate_makes_one_territorial_identity_and_records_who_and_
 
 
 def test_a_verified_link_is_never_undone_by_the_machine(http: httpx.Client) -> None:
-    first, second = _pair_to_review(http)
+    _pair_to_review(http)
     with identity_api(http) as api:
         item = api.get("/candidates").json()["items"][0]
         api.post(
@@ -93,7 +93,7 @@ def test_a_verified_link_is_never_undone_by_the_machine(http: httpx.Client) -> N
 
 
 def test_never_link_keeps_the_pair_apart_on_later_writes(http: httpx.Client) -> None:
-    first, second = _pair_to_review(http)
+    _pair_to_review(http)
     with identity_api(http) as api:
         item = api.get("/candidates").json()["items"][0]
         api.post(
@@ -140,3 +140,30 @@ def test_decisions_need_a_reason_and_a_known_candidate(http: httpx.Client) -> No
         assert unknown.status_code == 404
         # nothing changed
         assert api.get("/candidates").json()["items"][0]["status"] == "open"
+
+
+def test_a_territorial_identity_shows_its_sources_and_where_each_trait_came_from(
+    http: httpx.Client,
+) -> None:
+    provisional = create(http, source_identity(site=0, birth_name="Lemoine", status="PROV"))
+    validated = create(
+        http,
+        source_identity(
+            site=1, birth_name="Lemoine", used_name="Brun", status="VALI", birth_date="1980-02-03"
+        ),
+    )
+    territorial = territorial_of(provisional)
+    assert territorial_of(validated) == territorial
+    with identity_api(http) as api:
+        view = api.get(f"/territorial/{territorial}").json()
+        assert api.get("/territorial/no-such-id").status_code == 404
+    assert {source["patient_id"] for source in view["sources"]} == {
+        provisional["id"],
+        validated["id"],
+    }
+    assert {source["link_kind"] for source in view["sources"]} == {"auto"}
+    # the validated identity is the more reliable: its traits win
+    assert view["trait_sources"]["official_name"] == validated["id"]
+    assert view["trait_sources"]["usual_name"] == validated["id"]
+    linked = [s for s in view["sources"] if s["matched_patient_id"]]
+    assert linked and linked[0]["explanation"]["decision"] == "link"

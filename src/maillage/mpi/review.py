@@ -83,6 +83,34 @@ class ReviewService:
             await _maybe(repo, row.territorial_id),
         )
 
+    async def territorial(self, ctx: RequestContext, territorial_id: str) -> dict[str, Any]:
+        """A territorial identity: its golden record, which source each trait came from,
+        and its sources with how each was placed (link kind, score, explanation)."""
+        async with self.store.db.connection() as conn:
+            if not await store.is_territorial(conn, territorial_id):
+                raise NotFound(f"Patient/{territorial_id} is not a territorial identity")
+            sources = await store.sources_of(conn, territorial_id)
+            trait_sources = await store.trait_sources(conn, territorial_id)
+        repo = self.store.repository(ctx)
+        return {
+            "territorial": await _maybe(repo, territorial_id),
+            "trait_sources": trait_sources,
+            "sources": [
+                {
+                    "patient_id": row.patient_id,
+                    "ipp_system": row.ipp_system,
+                    "ipp": row.ipp,
+                    "reliability": row.reliability,
+                    "link_kind": row.link_kind,
+                    "score": row.score,
+                    "matched_patient_id": row.matched_patient_id,
+                    "explanation": row.explanation,
+                    "patient": await _maybe(repo, row.patient_id),
+                }
+                for row in sources
+            ],
+        }
+
     async def history(
         self,
         ctx: RequestContext,

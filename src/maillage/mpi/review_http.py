@@ -7,6 +7,7 @@
     POST /identity/unlinks                     {"patient", "reason"}
     POST /identity/merges                      {"survivor", "merged", "reason"} → 201
     POST /identity/merges/{id}/unmerge         {"reason"}
+    GET  /identity/territorial/{id}            golden record, trait sources, sources
     GET  /identity/history?patient=|territorial=
 
 Errors are OperationOutcomes with the status of the one translation
@@ -46,6 +47,7 @@ def review_routes(service: ReviewService, prefix: str = "/identity") -> list[Rou
         Route(f"{prefix}/unlinks", fhir_endpoint(api.unlink), methods=["POST"]),
         Route(f"{prefix}/merges", fhir_endpoint(api.merge), methods=["POST"]),
         Route(f"{prefix}/merges/{{id:int}}/unmerge", fhir_endpoint(api.unmerge), methods=["POST"]),
+        Route(f"{prefix}/territorial/{{id}}", fhir_endpoint(api.territorial), methods=["GET"]),
         Route(f"{prefix}/history", fhir_endpoint(api.history), methods=["GET"]),
     ]
 
@@ -120,6 +122,9 @@ class _ReviewApi:
         merge_id = request.path_params["id"]
         await self.service.unmerge(context_of(request), merge_id, _text(body, "reason"))
         return _json({"merge": merge_id, "unmerged": True})
+
+    async def territorial(self, request: Request) -> Response:
+        return _json(await self.service.territorial(context_of(request), request.path_params["id"]))
 
     async def history(self, request: Request) -> Response:
         events = await self.service.history(
