@@ -46,6 +46,7 @@ TABLES = (
     "mpi_candidate",
     "mpi_event",
     "mpi_merge",
+    "care_access",
 )
 
 
@@ -139,7 +140,9 @@ class RunningHub:
         self.thread.join(timeout=10)
 
 
-def _running_hub(database_url: str, *, identity_index: bool) -> Iterator[RunningHub]:
+def _running_hub(
+    database_url: str, *, identity_index: bool, access_policy: str = "allow-all"
+) -> Iterator[RunningHub]:
     settings = Settings(
         database_url=database_url,
         max_body_bytes=1024 * 1024,
@@ -150,6 +153,7 @@ def _running_hub(database_url: str, *, identity_index: bool) -> Iterator[Running
         job_stale_after_s=2.0,
         search_definitions_refresh_s=0.2,
         identity_index_enabled=identity_index,
+        access_policy=access_policy,
     )
     running = RunningHub(settings, database_url)
     running.start()
@@ -171,6 +175,12 @@ def hub(database_url: str) -> Iterator[RunningHub]:
 def indexed_hub(database_url: str) -> Iterator[RunningHub]:
     """The hub as it ships: every Patient write matched by the patient index."""
     yield from _running_hub(database_url, identity_index=True)
+
+
+@pytest.fixture(scope="session")
+def care_hub(database_url: str) -> Iterator[RunningHub]:
+    """The hub with the access rules on (role matrix, care relationships) and its index."""
+    yield from _running_hub(database_url, identity_index=True, access_policy="care")
 
 
 def _wait_for_definitions(database_url: str) -> None:

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # and the LPS registration); the simulator answers from this register (NDJSON of
     # national.insi.InsiIdentity), or from the demo territory's register when unset.
     insi_register_file: Path | None = None
+    # Access rules (src/maillage/security/): "allow-all" until sign-in is configured, or
+    # "care": the role matrix and care relationships. An encounter keeps its care
+    # relationship this many days after it ended; a break-the-glass access lasts this long.
+    access_policy: str = "allow-all"
+    care_recent_days: int = 30
+    break_glass_hours: float = 4.0
 
     @property
     def exports_path(self) -> Path:

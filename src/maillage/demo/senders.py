@@ -34,6 +34,7 @@ def demo_senders() -> tuple[SiteConfig, ...]:
             order_system=f"urn:oid:{site.order_oid}",
             lab_code_system=f"urn:oid:{site.lab_code_oid}",
             loinc_map=DEMO_LOINC_MAP,
+            organization_id=site.organization_id,
         )
         for site in SITES
     )

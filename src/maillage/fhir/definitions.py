@@ -388,6 +388,24 @@ def params_for(resource_type: str) -> dict[str, SearchParam]:
     return REGISTRY.current().by_type.get(resource_type, {})
 
 
+def compartment_reference_params() -> dict[str, tuple[str, ...]]:
+    """Type -> its indexed reference parameters that put it in a Patient's compartment
+    (what the access rules follow from a row to its patient)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for resource_type, codes in patient_compartment().items():
+        params = params_for(resource_type)
+        kept = tuple(
+            code
+            for code in codes
+            if (param := params.get(code)) is not None
+            and param.type == "reference"
+            and param.indexed
+        )
+        if kept and resource_type != "Patient":
+            found[resource_type] = kept
+    return found
+
+
 def search_param(resource_type: str, code: str) -> SearchParam | None:
     """The parameter a search names, or None when unknown. Raises ``IndexPending`` (409)
     while its index rows are being built: an answer from half-built rows would be

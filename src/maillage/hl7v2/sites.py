@@ -39,6 +39,9 @@ class SiteConfig:
     lab_code_system: str | None = None
     # Local lab code -> LOINC code, for results whose OBX-3 carries only a local code.
     loinc_map: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The FHIR Organization of the site (an Encounter's serviceProvider): its users share
+    # the care relationships of the site's encounters. None: no site-wide relationships.
+    organization_id: str | None = None
 
     @property
     def ipp_oid(self) -> str:

@@ -106,10 +106,13 @@ def query_params(request: Request) -> list[tuple[str, str]]:
 
 
 def context_of(request: Request) -> RequestContext:
-    """Until sign-in lands (security issue), the caller states who and where in headers."""
+    """Until sign-in lands (security issue), the caller states who, where and in which
+    roles in headers (``X-Maillage-Roles``: comma-separated)."""
     headers = request.headers
+    roles = headers.get("x-maillage-roles", "")
     return RequestContext(
         who=headers.get("x-maillage-user", "anonymous"),
         site=headers.get("x-maillage-site"),
         purpose=headers.get("x-maillage-purpose", "TREAT"),
+        roles=frozenset(role.strip() for role in roles.split(",") if role.strip()),
     )

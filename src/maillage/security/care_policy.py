@@ -1,0 +1,139 @@
+"""The access decision point with real rules: the role matrix (``matrix.py``) and care
+relationships (``care.py``), applied inside every query.
+
+``authorize`` answers for a type (403 when no role of the user allows the action).
+``sql_filter`` keeps the rows the user may see: types some role opens without a care
+relationship; patient data (Patient and the Patient compartment's types) only where a
+principal of the user — the practitioner herself or her site's organisation — holds a
+current grant for the patient *as a person*: a grant on any of the person's source
+identities, or on the territorial identity, opens all of them (``same_person``, given by
+the patient index). A hidden row is, for the user, a row that does not exist: reads answer
+404, searches, includes, chains, ``_has``, ``$everything`` and totals never count it.
+The hub's own jobs (role ``system``) see everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from psycopg import sql
+
+from maillage.errors import Forbidden
+from maillage.security.context import RequestContext
+from maillage.security.matrix import Matrix
+from maillage.security.policy import Action
+
+SamePerson = Callable[[sql.Composable], sql.Composable]
+
+
+def only_this_patient(patient: sql.Composable) -> sql.Composable:
+    return sql.SQL("SELECT {}").format(patient)
+
+
+class CarePolicy:
+    def __init__(
+        self,
+        matrix: Matrix,
+        compartment: Mapping[str, Sequence[str]],
+        *,
+        site_organizations: Mapping[str, str] | None = None,
+        same_person: SamePerson = only_this_patient,
+    ) -> None:
+        self.matrix = matrix
+        self.compartment = {t: tuple(params) for t, params in compartment.items() if params}
+        self.site_organizations = dict(site_organizations or {})
+        self.same_person = same_person
+        pairs = [(t, p) for t, params in self.compartment.items() for p in params]
+        self._link_types = [t for t, _ in pairs]
+        self._link_params = [p for _, p in pairs]
+
+    # -- type level --------------------------------------------------------------------
+    def authorize(
+        self,
+        ctx: RequestContext,
+        action: Action,
+        resource_type: str,
+        resource: dict[str, Any] | None = None,
+    ) -> None:
+        if "system" in ctx.roles:
+            return
+        if not any(self.matrix.allows(role, action, resource_type) for role in ctx.roles):
+            roles = ", ".join(sorted(ctx.roles)) or "no role"
+            raise Forbidden(f"{roles}: may not {action.value} {resource_type}")
+
+    # -- row level ---------------------------------------------------------------------
+    def principals(self, ctx: RequestContext) -> list[str]:
+        found = [ctx.who] if ctx.who.startswith("Practitioner/") else []
+        organization = self.site_organizations.get(ctx.site or "")
+        if organization:
+            found.append(f"Organization/{organization}")
+        return found
+
+    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
+        if "system" in ctx.roles:
+            return sql.SQL("TRUE")
+        free, with_care = self._types(frozenset(ctx.roles), action)
+        alias = sql.Identifier(table_alias)
+        branches = [
+            sql.SQL("WHEN {}.resource_type = ANY({}) THEN TRUE").format(
+                alias, sql.Literal(sorted(free))
+            )
+        ]
+        if with_care:
+            branches.append(
+                sql.SQL("WHEN {}.resource_type = ANY({}) THEN {}").format(
+                    alias, sql.Literal(sorted(with_care)), self._in_care(ctx, alias)
+                )
+            )
+        return sql.SQL("(CASE {} ELSE FALSE END)").format(sql.SQL(" ").join(branches))
+
+    def _in_care(self, ctx: RequestContext, alias: sql.Composable) -> sql.Composable:
+        principals = sql.Literal(self.principals(ctx))
+
+        def granted(patient: sql.Composable) -> sql.Composable:
+            return sql.SQL(
+                "EXISTS (SELECT 1 FROM care_access care_c WHERE care_c.principal = ANY({principals})"
+                " AND (care_c.until IS NULL OR care_c.until > now())"
+                " AND care_c.patient_id IN ({person}))"
+            ).format(principals=principals, person=self.same_person(patient))
+
+        patient_row = granted(sql.SQL("{}.id").format(alias))
+        compartment_row = sql.SQL(
+            "EXISTS (SELECT 1 FROM sp_reference care_x"
+            " JOIN unnest({types}::text[], {params}::text[]) AS care_m(t, c)"
+            " ON care_x.resource_type = care_m.t AND care_x.param = care_m.c"
+            " WHERE care_x.rid = {alias}.rid AND care_x.target_type = 'Patient' AND {granted})"
+        ).format(
+            types=sql.Literal(self._link_types),
+            params=sql.Literal(self._link_params),
+            alias=alias,
+            granted=granted(sql.SQL("care_x.target_id")),
+        )
+        return sql.SQL("(CASE WHEN {}.resource_type = 'Patient' THEN {} ELSE {} END)").format(
+            alias, patient_row, compartment_row
+        )
+
+    @lru_cache(maxsize=256)  # noqa: B019 - a policy lives as long as the process
+    def _types(self, roles: frozenset[str], action: Action) -> tuple[set[str], set[str]]:
+        """(types some role opens without care, types opened only with care)."""
+        free: set[str] = set()
+        with_care: set[str] = set()
+        for role in roles:
+            for resource_type in self._known_types():
+                if not self.matrix.allows(role, action, resource_type):
+                    continue
+                if self.matrix.needs_care(role, resource_type):
+                    with_care.add(resource_type)
+                else:
+                    free.add(resource_type)
+        return free, with_care - free
+
+    def _known_types(self) -> set[str]:
+        known = {"Patient", *self.matrix.clinical}
+        for members in self.matrix.groups.values():
+            known |= members
+        for rules in self.matrix.roles.values():
+            known |= {t for t in rules.allow if t[:1].isupper()}
+        return known

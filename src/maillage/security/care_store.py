@@ -1,0 +1,70 @@
+"""The SQL of care relationships (``care_access``, migration 0008)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+
+from maillage.security.care import Grant
+
+BREAK_THE_GLASS = "break-the-glass"
+
+
+@dataclass(frozen=True, slots=True)
+class GlassAccess:
+    id: int
+    patient_id: str
+    principal: str
+    until: dt.datetime | None
+    reason: str | None
+    created_at: dt.datetime
+
+
+async def replace_grants(
+    conn: psycopg.AsyncConnection, source_type: str, source_id: str, grants: Sequence[Grant]
+) -> None:
+    """The grants of one source resource, replacing what it granted before."""
+    await conn.execute(
+        "DELETE FROM care_access WHERE source_type = %s AND source_id = %s",
+        (source_type, source_id),
+    )
+    if grants:
+        async with conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO care_access (patient_id, principal, until, source_type, source_id)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(g.patient_id, g.principal, g.until, source_type, source_id) for g in grants],
+            )
+
+
+async def open_glass(
+    conn: psycopg.AsyncConnection, patient_id: str, principal: str, hours: float, reason: str
+) -> GlassAccess:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "INSERT INTO care_access (patient_id, principal, until, source_type, source_id,"
+            " reason) VALUES (%s, %s, now() + make_interval(secs => %s), %s, %s, %s)"
+            " RETURNING id, patient_id, principal, until, reason, created_at",
+            (patient_id, principal, hours * 3600, BREAK_THE_GLASS, principal, reason),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return GlassAccess(**row)
+
+
+async def glass_accesses(
+    conn: psycopg.AsyncConnection, since: dt.datetime | None, limit: int
+) -> list[GlassAccess]:
+    """Break-the-glass accesses, newest first, for the security team's review."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT id, patient_id, principal, until, reason, created_at FROM care_access"
+            " WHERE source_type = %s AND (%s::timestamptz IS NULL OR created_at >= %s)"
+            " ORDER BY created_at DESC LIMIT %s",
+            (BREAK_THE_GLASS, since, since, limit),
+        )
+        return [GlassAccess(**row) for row in await cursor.fetchall()]
