@@ -20,11 +20,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maillage.demo.insi import DemoRegisterInsi
 from maillage.demo.senders import apply_site_configuration
-from maillage.errors import Issue
+from maillage.errors import ConfigurationError, Issue
 from maillage.fhir import validation
-from maillage.fhir.definitions import search_params
+from maillage.fhir.definitions import compartment_reference_params, search_params
 from maillage.fhir.export import EXPORT_KIND, ExportService
 from maillage.fhir.http.export import ExportApi
+from maillage.fhir.http.glass import glass_routes
 from maillage.fhir.http.outcomes import operation_outcome
 from maillage.fhir.http.paths import LogicalIdSegment, ResourceTypeSegment
 from maillage.fhir.http.reindex import ReindexApi
@@ -36,15 +37,22 @@ from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.service import build_gateway
+from maillage.hl7v2.sites import SiteRegistry
 from maillage.hl7v2.store import MessageStore
 from maillage.jobs import JobService, Worker
 from maillage.mpi import build_patient_index
+from maillage.mpi.access import same_person
+from maillage.mpi.http import lookup_routes
 from maillage.mpi.insi_http import insi_routes
 from maillage.mpi.review import ReviewService
 from maillage.mpi.review_http import review_routes
 from maillage.national.insi import InsiTeleservice
 from maillage.national.insi_simulator import InsiSimulator
-from maillage.security import AllowAll
+from maillage.security import AccessPolicy, AllowAll
+from maillage.security.care_hooks import care_hooks
+from maillage.security.care_policy import CarePolicy
+from maillage.security.glass import BreakGlass
+from maillage.security.matrix import load_matrix
 from maillage.settings import Settings
 from maillage.storage import Database
 
@@ -146,6 +154,25 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     )
 
 
+def access_policy(settings: Settings, sites: SiteRegistry) -> AccessPolicy:
+    """The access decision point the settings ask for."""
+    if settings.access_policy == "allow-all":
+        return AllowAll()
+    if settings.access_policy != "care":
+        raise ConfigurationError(
+            f"MAILLAGE_ACCESS_POLICY={settings.access_policy!r}: use 'allow-all' or 'care'"
+        )
+    compartment = compartment_reference_params()
+    return CarePolicy(
+        load_matrix(compartment),
+        compartment,
+        site_organizations={
+            site.code: site.organization_id for site in sites.sites if site.organization_id
+        },
+        same_person=same_person,
+    )
+
+
 def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> Starlette:
     """The app; with ``gateway``, its lifespan also runs the HL7 v2 gateway (MLLP listener
     and processor): one process of the hub only (``maillage serve`` picks it)."""
@@ -163,7 +190,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     )
     jobs = JobService(database, max_attempts=settings.job_max_attempts)
     definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
-    policy = AllowAll()
+    policy = access_policy(settings, sites)
     patient_index = build_patient_index(settings)
     # No client of the national INSi here: the simulator, over the configured register
     # or the demo territory's.
@@ -177,7 +204,12 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         policy,
         engine,
         definitions=definitions,
-        write_hooks={"Patient": patient_index} if patient_index is not None else None,
+        write_hooks={
+            # care relationships are kept current whatever the policy, so that turning the
+            # care rules on finds them
+            **care_hooks(settings.care_recent_days),
+            **({"Patient": patient_index} if patient_index is not None else {}),
+        },
     )
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     exports = ExportService(store, jobs, settings.exports_path)
@@ -241,8 +273,10 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             *ExportApi(exports, api.base_url).routes("/fhir"),
             *ReindexApi(reindex, api.base_url, settings.max_body_bytes).routes("/fhir"),
             *insi_routes(insi, max_body_bytes=settings.max_body_bytes),
+            *lookup_routes(store, patient_index, api.base_url, settings.max_body_bytes),
             # the identitovigilance cell's review queue, decisions, merges, history
             *(review_routes(ReviewService(store, patient_index)) if patient_index else []),
+            *glass_routes(BreakGlass(database, hours=settings.break_glass_hours)),
             *api.routes("/fhir"),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

@@ -265,3 +265,38 @@ async def events(
         )
         rows = await cursor.fetchall()
     return [Event(**{**row, "detail": json_value(row["detail"])}) for row in rows]
+
+
+# -- lookups (PIXm, $match: ``mpi/lookup.py``) ------------------------------------------
+
+
+async def knows_ipp_system(conn: psycopg.AsyncConnection, ipp_system: str) -> bool:
+    """Whether some source identity carries an IPP of that system (a patient identifier
+    domain the index has seen)."""
+    cursor = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM mpi_source WHERE ipp_system = %s)", (ipp_system,)
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def sources_with_ins(conn: psycopg.AsyncConnection, ins: str) -> list[SourceRow]:
+    """Active sources filed under an INS (its blocking key ``ins:<matricule>``), whose
+    prepared traits carry that INS as qualified."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM mpi_source"
+            " WHERE active AND blocking && %s::text[] ORDER BY patient_id",
+            ([f"ins:{ins}"],),
+        )
+        rows = [_source(row) for row in await cursor.fetchall()]
+    return [r for r in rows if r.traits.get("ins") == ins and r.traits.get("ins_qualified")]
+
+
+async def territorial_active(conn: psycopg.AsyncConnection, territorial_id: str) -> bool | None:
+    """True/False for a known territorial identity (active or retired), None if unknown."""
+    cursor = await conn.execute(
+        "SELECT active FROM mpi_territorial WHERE territorial_id = %s", (territorial_id,)
+    )
+    row = await cursor.fetchone()
+    return bool(row[0]) if row else None

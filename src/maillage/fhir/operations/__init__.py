@@ -110,6 +110,23 @@ OPERATIONS: tuple[Operation, ...] = (
         definition="urn:maillage:OperationDefinition:reindex",
         parameters=(Parameter("_type", "types"),),
     ),
+    # The territorial patient index's lookups, served by their own routes
+    # (``mpi/http.py``). IHE PIXm [ITI-83]: ``targetSystem`` repeats (0..*), read there.
+    Operation(
+        name="ihe-pix",
+        level="type",
+        resource_type="Patient",
+        definition="https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+        parameters=(Parameter("sourceIdentifier", "string"), Parameter("targetSystem", "string")),
+    ),
+    # FHIR R4 Patient/$match: its ``resource`` parameter (a Patient) is read by the route.
+    Operation(
+        name="match",
+        level="type",
+        resource_type="Patient",
+        definition="http://hl7.org/fhir/OperationDefinition/Patient-match",
+        parameters=(Parameter("onlyCertainMatches", "string"), Parameter("count", "integer")),
+    ),
 )
 
 
