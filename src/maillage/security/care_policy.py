@@ -74,6 +74,18 @@ class CarePolicy:
     def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
         if "system" in ctx.roles:
             return sql.SQL("TRUE")
+        # Rendered once per user, action and alias: composing it costs ~0.3 ms of Python
+        # per request otherwise (the read by id's whole budget is ~1 ms).
+        return self._rendered(ctx.who, ctx.site, frozenset(ctx.roles), action, table_alias)
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - a policy lives as long as the process
+    def _rendered(
+        self, who: str, site: str | None, roles: frozenset[str], action: Action, alias_name: str
+    ) -> sql.Composable:
+        ctx = RequestContext(who=who, site=site, roles=roles)
+        return sql.SQL(self._compose(ctx, action, alias_name).as_string(None))
+
+    def _compose(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
         free, with_care = self._types(frozenset(ctx.roles), action)
         alias = sql.Identifier(table_alias)
         branches = [
@@ -94,7 +106,8 @@ class CarePolicy:
 
         def granted(patient: sql.Composable) -> sql.Composable:
             return sql.SQL(
-                "EXISTS (SELECT 1 FROM care_access care_c WHERE care_c.principal = ANY({principals})"
+                "EXISTS (SELECT 1 FROM care_access care_c"
+                " WHERE care_c.principal = ANY({principals})"
                 " AND (care_c.until IS NULL OR care_c.until > now())"
                 " AND care_c.patient_id IN ({person}))"
             ).format(principals=principals, person=self.same_person(patient))
