@@ -47,6 +47,7 @@ TABLES = (
     "mpi_event",
     "mpi_merge",
     "care_access",
+    "care_objection",
 )
 
 

@@ -186,3 +186,48 @@ def test_break_the_glass_opens_one_record_for_a_while_with_a_reason(
     assert items[0]["reason"] == "unconscious patient in the emergency room"
     refused = httpx.get(f"{base}/security/break-glass", headers=dr_c)
     assert refused.status_code == 403
+
+
+def _objection(patient: dict[str, Any], status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient['id']}"},
+        "policyRule": {"text": "opposition au partage entre établissements du GHT"},
+        "provision": {"type": "deny"},
+    }
+
+
+def test_an_objection_keeps_the_record_from_the_other_sites(
+    http: httpx.Client, ward: dict[str, Any]
+) -> None:
+    """Dr A is in P's care at CHM; P's record at CHB (same person) shows to her until P
+    objects to sharing; her own site's part stays open; break-the-glass still crosses."""
+    at_chb = _write(http, source_identity(site=3, birth_name="AUBERT", birth_date="1970-01-01"))
+    chb_obs = _write(http, factories.observation(subject=f"Patient/{at_chb['id']}"))
+    dr_a = as_user("Practitioner/dr-a", "CHA", "physician")
+    assert http.get(f"/Observation/{chb_obs['id']}", headers=dr_a).status_code == 200
+    consent = _write(http, _objection(ward["p"]))
+    assert http.get(f"/Observation/{chb_obs['id']}", headers=dr_a).status_code == 404
+    assert http.get(f"/Observation/{ward['p_obs']['id']}", headers=dr_a).status_code == 200
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reason", "valueString": "cardiac arrest, history needed now"}],
+    }
+    opened = http.post(f"/Patient/{at_chb['id']}/$break-the-glass", json=body, headers=dr_a)
+    assert opened.status_code == 200
+    assert http.get(f"/Observation/{chb_obs['id']}", headers=dr_a).status_code == 200
+    # the objection withdrawn: sharing resumes for everyone in the person's care
+    withdrawn = {**{k: v for k, v in consent.items() if k != "meta"}, "status": "inactive"}
+    assert http.put(f"/Consent/{consent['id']}", json=withdrawn, headers=FEED).status_code == 200
+    nurse = as_user("Practitioner/nurse-b", "CHM", "nurse")
+    assert http.get(f"/Observation/{chb_obs['id']}", headers=nurse).status_code == 200

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 CARE_TYPES: Final = ("Encounter", "CareTeam", "ServiceRequest")
+OBJECTION_TYPE: Final = "Consent"
 _PRINCIPAL_TYPES: Final = ("Practitioner", "Organization")
 _ENCOUNTER_NO_CARE: Final = frozenset({"cancelled", "entered-in-error"})
 _TEAM_ACTIVE: Final = frozenset({"active", "proposed", "suspended"})
@@ -66,6 +67,17 @@ def grants_of(resource: dict[str, Any], *, recent_days: int) -> list[Grant]:
         Grant(patient, principal, until)
         for principal in sorted({p for p in principals if p is not None})
     ]
+
+
+def objection_of(consent: dict[str, Any]) -> str | None:
+    """The patient who objects to sharing, if this Consent is an active denial: status
+    active and a base provision of type ``deny`` (the patient's opposition to the
+    exchange of their record between the GHT's professionals)."""
+    if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
+        return None
+    if _get(consent, "provision", "type") != "deny":
+        return None
+    return _patient_id(consent.get("patient"))
 
 
 def _patient_id(reference: Any) -> str | None:

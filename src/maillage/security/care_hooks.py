@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from maillage.security import care_store
-from maillage.security.care import CARE_TYPES, grants_of
+from maillage.security.care import CARE_TYPES, OBJECTION_TYPE, grants_of, objection_of
 
 
 class CareRelationships:
@@ -32,5 +32,24 @@ class CareRelationships:
         return resource
 
 
-def care_hooks(recent_days: int) -> dict[str, CareRelationships]:
-    return {kind: CareRelationships(kind, recent_days=recent_days) for kind in CARE_TYPES}
+class Objections:
+    """The write hook of Consent: an active denial records the patient's objection."""
+
+    async def before_write(
+        self,
+        repo: Any,
+        conn: psycopg.AsyncConnection,
+        resource_id: str,
+        resource: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        patient_id = objection_of(resource) if resource else None
+        await care_store.replace_objection(conn, resource_id, patient_id)
+        return resource
+
+
+def care_hooks(recent_days: int) -> dict[str, CareRelationships | Objections]:
+    hooks: dict[str, CareRelationships | Objections] = {
+        kind: CareRelationships(kind, recent_days=recent_days) for kind in CARE_TYPES
+    }
+    hooks[OBJECTION_TYPE] = Objections()
+    return hooks

@@ -105,12 +105,17 @@ class CarePolicy:
         principals = sql.Literal(self.principals(ctx))
 
         def granted(patient: sql.Composable) -> sql.Composable:
+            # A grant on this very identity, or on another identity of the same person
+            # unless the person objected to sharing (then only a break-the-glass grant
+            # crosses from one identity to another).
             return sql.SQL(
                 "EXISTS (SELECT 1 FROM care_access care_c"
                 " WHERE care_c.principal = ANY({principals})"
                 " AND (care_c.until IS NULL OR care_c.until > now())"
-                " AND care_c.patient_id IN ({person}))"
-            ).format(principals=principals, person=self.same_person(patient))
+                " AND (care_c.patient_id = {p} OR (care_c.patient_id IN ({person})"
+                " AND (care_c.source_type = 'break-the-glass' OR NOT EXISTS"
+                " (SELECT 1 FROM care_objection care_o WHERE care_o.patient_id IN ({person}))))))"
+            ).format(principals=principals, p=patient, person=self.same_person(patient))
 
         patient_row = granted(sql.SQL("{}.id").format(alias))
         compartment_row = sql.SQL(

@@ -68,3 +68,15 @@ async def glass_accesses(
             (BREAK_THE_GLASS, since, since, limit),
         )
         return [GlassAccess(**row) for row in await cursor.fetchall()]
+
+
+async def replace_objection(
+    conn: psycopg.AsyncConnection, consent_id: str, patient_id: str | None
+) -> None:
+    """The objection a Consent records (None: it records none, or no longer)."""
+    await conn.execute("DELETE FROM care_objection WHERE consent_id = %s", (consent_id,))
+    if patient_id is not None:
+        await conn.execute(
+            "INSERT INTO care_objection (consent_id, patient_id) VALUES (%s, %s)",
+            (consent_id, patient_id),
+        )

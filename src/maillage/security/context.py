@@ -19,6 +19,12 @@ class RequestContext:
     site: str | None = None
     purpose: str = "TREAT"
     roles: frozenset[str] = frozenset()
+    # From the access token (security.tokens): every site the caller may act for, the
+    # SMART scopes granted (security.scopes), the organisation, the token's issuer.
+    sites: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    organisation: str | None = None
+    issuer: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod

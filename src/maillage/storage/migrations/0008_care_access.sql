@@ -16,3 +16,12 @@ CREATE TABLE care_access (
 CREATE INDEX care_access_patient ON care_access (patient_id, principal);
 CREATE INDEX care_access_source ON care_access (source_type, source_id);
 CREATE INDEX care_access_glass ON care_access (created_at) WHERE source_type = 'break-the-glass';
+
+-- A patient's objection to sharing their record across the GHT (an active Consent whose
+-- provision denies), kept per Consent so that its update or deletion lifts it.
+CREATE TABLE care_objection (
+    consent_id      text        PRIMARY KEY,
+    patient_id      text        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX care_objection_patient ON care_objection (patient_id);
