@@ -231,3 +231,33 @@ def test_an_objection_keeps_the_record_from_the_other_sites(
     assert http.put(f"/Consent/{consent['id']}", json=withdrawn, headers=FEED).status_code == 200
     nurse = as_user("Practitioner/nurse-b", "CHM", "nurse")
     assert http.get(f"/Observation/{chb_obs['id']}", headers=nurse).status_code == 200
+
+
+def test_a_document_masked_to_professionals_shows_to_its_author_only(
+    http: httpx.Client, ward: dict[str, Any]
+) -> None:
+    masked = _write(
+        http,
+        {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "meta": {
+                "security": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                        "code": "R",
+                    }
+                ]
+            },
+            "subject": {"reference": f"Patient/{ward['p']['id']}"},
+            "author": [{"reference": "Practitioner/dr-a"}],
+            "content": [{"attachment": {"contentType": "text/plain", "data": "bWFza2Vk"}}],
+        },
+    )
+    path = f"/DocumentReference/{masked['id']}"
+    author = as_user("Practitioner/dr-a", "CHA", "physician")
+    colleague = as_user("Practitioner/nurse-b", "CHM", "nurse")  # in P's care too
+    assert http.get(path, headers=author).status_code == 200
+    assert http.get(path, headers=colleague).status_code == 404
+    listed = http.get("/DocumentReference", headers=colleague).json()
+    assert listed["total"] == 0

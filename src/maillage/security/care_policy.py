@@ -25,6 +25,10 @@ from maillage.security.context import RequestContext
 from maillage.security.matrix import Matrix
 from maillage.security.policy import Action
 
+# The security label of a resource masked to professionals (visible to its authors only):
+# HL7 v3 Confidentiality "restricted".
+MASKED_LABEL = ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")
+
 SamePerson = Callable[[sql.Composable], sql.Composable]
 
 
@@ -95,8 +99,11 @@ class CarePolicy:
         ]
         if with_care:
             branches.append(
-                sql.SQL("WHEN {}.resource_type = ANY({}) THEN {}").format(
-                    alias, sql.Literal(sorted(with_care)), self._in_care(ctx, alias)
+                sql.SQL("WHEN {}.resource_type = ANY({}) THEN ({} AND {})").format(
+                    alias,
+                    sql.Literal(sorted(with_care)),
+                    self._in_care(ctx, alias),
+                    self._not_masked(ctx, alias),
                 )
             )
         return sql.SQL("(CASE {} ELSE FALSE END)").format(sql.SQL(" ").join(branches))
@@ -131,6 +138,24 @@ class CarePolicy:
         )
         return sql.SQL("(CASE WHEN {}.resource_type = 'Patient' THEN {} ELSE {} END)").format(
             alias, patient_row, compartment_row
+        )
+
+    def _not_masked(self, ctx: RequestContext, alias: sql.Composable) -> sql.Composable:
+        """A resource labelled masked to professionals shows to its authors only."""
+        author = (
+            ctx.who.removeprefix("Practitioner/") if ctx.who.startswith("Practitioner/") else ""
+        )
+        return sql.SQL(
+            "(NOT EXISTS (SELECT 1 FROM sp_token care_t WHERE care_t.rid = {alias}.rid"
+            " AND care_t.param = '_security' AND care_t.system = {system}"
+            " AND care_t.code = {code}) OR EXISTS (SELECT 1 FROM sp_reference care_a"
+            " WHERE care_a.rid = {alias}.rid AND care_a.param = 'author'"
+            " AND care_a.target_type = 'Practitioner' AND care_a.target_id = {author}))"
+        ).format(
+            alias=alias,
+            system=sql.Literal(MASKED_LABEL[0]),
+            code=sql.Literal(MASKED_LABEL[1]),
+            author=sql.Literal(author),
         )
 
     @lru_cache(maxsize=256)  # noqa: B019 - a policy lives as long as the process
