@@ -44,14 +44,13 @@ _COLUMNS = (
 
 async def file_review(
     conn: psycopg.AsyncConnection, patient_id: str, review: Sequence[Scored]
-) -> list[int]:
+) -> None:
     """Open (or refresh) a candidate per pair to review; close the identity's other open
     candidates (no longer relevant). A decided pair (linked / never) is left as decided.
-    Returns the ids of the candidates opened for the first time."""
-    opened: list[int] = []
+    Nothing is read back, so that it can run in a pipeline with the index's other writes."""
     territorials = [scored.territorial_id for scored in review]
     for scored in review:
-        cursor = await conn.execute(
+        await conn.execute(
             "INSERT INTO mpi_candidate (patient_id, territorial_id, matched_patient_id, score,"
             " probability, explanation, flags) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (patient_id, territorial_id) DO UPDATE SET"
@@ -59,8 +58,7 @@ async def file_review(
             " probability = EXCLUDED.probability, explanation = EXCLUDED.explanation,"
             " flags = EXCLUDED.flags,"
             " status = CASE WHEN mpi_candidate.status = 'closed' THEN 'open'"
-            "          ELSE mpi_candidate.status END"
-            " RETURNING id, (xmax = 0)",
+            "          ELSE mpi_candidate.status END",
             (
                 patient_id,
                 scored.territorial_id,
@@ -71,15 +69,11 @@ async def file_review(
                 list(scored.score.flags),
             ),
         )
-        row = await cursor.fetchone()
-        if row is not None and row[1]:
-            opened.append(int(row[0]))
     await conn.execute(
         "UPDATE mpi_candidate SET status = 'closed' WHERE patient_id = %s AND status = 'open'"
         " AND NOT (territorial_id = ANY(%s))",
         (patient_id, territorials),
     )
-    return opened
 
 
 async def close_for(conn: psycopg.AsyncConnection, patient_id: str) -> None:

@@ -85,9 +85,8 @@ class PatientIndex:
     ) -> dict[str, Any] | None:
         if _INTERNAL.get():
             return resource
-        if (resource is not None and is_territorial(resource)) or await store.is_territorial(
-            conn, resource_id
-        ):
+        state = await store.write_state(conn, resource_id)
+        if (resource is not None and is_territorial(resource)) or state.is_territorial:
             raise IdentityRejected(
                 f"Patient/{resource_id} is a territorial identity: it is maintained by the "
                 "patient index from its source identities; write the site's Patient instead",
@@ -102,7 +101,7 @@ class PatientIndex:
         if resource is None:
             await self.remove(repo, conn, resource_id)
             return None
-        territorial_id = await self.file(repo, conn, resource_id, resource)
+        territorial_id = await self.file(repo, conn, resource_id, resource, state)
         return source_link(resource, territorial_id)
 
     # -- filing a source identity ------------------------------------------------------
@@ -112,12 +111,15 @@ class PatientIndex:
         conn: psycopg.AsyncConnection,
         patient_id: str,
         patient: dict[str, Any],
+        state: store.WriteState | None = None,
     ) -> str | None:
         """Match and place one source identity; returns its territorial identity (None
         for a merged, inactive source, which stays out of matching)."""
         prepared = prepare(patient_traits(patient))
         keys = blocking_keys(prepared)
-        existing = await store.get_source(conn, patient_id)
+        if state is None:
+            state = await store.write_state(conn, patient_id)
+        existing = state.source
         await store.lock_keys(conn, [*keys, *(existing.blocking if existing else [])])
         if existing is not None:
             existing = await store.get_source(conn, patient_id)  # as of the lock
@@ -137,18 +139,20 @@ class PatientIndex:
             current=current,
             verified=existing is not None and existing.link_kind == "verified",
             alone=alone,
-            never=await store.never_for(conn, patient_id),
+            never=state.never,
         )
         territorial_id = placement.territorial_id or new_territorial_id()
-        if placement.territorial_id is None:
-            await store.ensure_territorial(conn, territorial_id)
-        await store.upsert_source(
-            conn,
-            _row(patient_id, patient, prepared, keys, existing, placement, territorial_id),
-        )
-        if placement.review or existing is not None:  # a new identity has nothing to close
-            await candidate_store.file_review(conn, patient_id, placement.review)
-        await self._record(conn, repo, patient_id, current, territorial_id, placement)
+        # The index's writes depend on nothing they return: one round trip for them all.
+        async with conn.pipeline():
+            if placement.territorial_id is None:
+                await store.ensure_territorial(conn, territorial_id)
+            await store.upsert_source(
+                conn,
+                _row(patient_id, patient, prepared, keys, existing, placement, territorial_id),
+            )
+            if placement.review or existing is not None:  # a new identity: nothing to close
+                await candidate_store.file_review(conn, patient_id, placement.review)
+            await self._record(conn, repo, patient_id, current, territorial_id, placement)
         await self.refresh_golden(
             repo,
             territorial_id,

@@ -67,6 +67,33 @@ async def lock_keys(conn: psycopg.AsyncConnection, keys: Iterable[str]) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WriteState:
+    """What the index knows of a Patient about to be written, read in one statement."""
+
+    is_territorial: bool
+    source: SourceRow | None
+    never: frozenset[str]
+
+
+async def write_state(conn: psycopg.AsyncConnection, patient_id: str) -> WriteState:
+    cursor = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM mpi_territorial WHERE territorial_id = %(id)s),"
+        " (SELECT to_jsonb(s) FROM mpi_source s WHERE s.patient_id = %(id)s),"
+        " ARRAY(SELECT territorial_id FROM mpi_candidate"
+        "       WHERE patient_id = %(id)s AND status = 'never')",
+        {"id": patient_id},
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    source = json_value(row[1]) if row[1] is not None else None
+    return WriteState(
+        bool(row[0]),
+        _source(source) if source is not None else None,
+        frozenset(str(t) for t in row[2] or ()),
+    )
+
+
 async def get_source(conn: psycopg.AsyncConnection, patient_id: str) -> SourceRow | None:
     rows = await get_sources(conn, [patient_id])
     return rows[0] if rows else None
