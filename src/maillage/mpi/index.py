@@ -157,7 +157,7 @@ class PatientIndex:
             repo,
             territorial_id,
             incoming=(patient_id, patient),
-            alone=placement.territorial_id is None,
+            new=placement.territorial_id is None,
         )
         if current is not None and current != territorial_id:
             await self.refresh_golden(repo, current, successor=territorial_id)
@@ -190,11 +190,11 @@ class PatientIndex:
         *,
         incoming: tuple[str, dict[str, Any]] | None = None,
         successor: str | None = None,
-        alone: bool = False,
+        new: bool = False,
     ) -> None:
         """Rewrite a territorial identity's golden record from its active sources
-        (``incoming``: a source being written, not stored yet; ``alone``: it is known to
-        be the only one)."""
+        (``incoming``: a source being written, not stored yet; ``new``: a territorial identity
+        this write creates, ``incoming`` its only source)."""
         conn = repo_connection(repo)
         # The index reads and writes with its own context: the golden record gathers
         # every site's source, whatever the caller may see.
@@ -204,13 +204,17 @@ class PatientIndex:
             # not stamped yet: it is the most recent version of its source
             meta = {**(incoming[1].get("meta") or {}), "lastUpdated": now_iso()}
             bodies.append({**incoming[1], "id": incoming[0], "meta": meta})
-        if not alone:
+        if not new:
             exclude = incoming[0] if incoming is not None else None
             bodies.extend(await store.member_patients(conn, territorial_id, exclude=exclude))
         with internal_writes():
             if bodies:
                 golden = build_golden(territorial_id, bodies)
-                await repo.update("Patient", territorial_id, golden.body)
+                if new:
+                    # a territorial identity created by this write: nothing to lock
+                    await repo.create(golden.body, resource_id=territorial_id)
+                else:
+                    await repo.update("Patient", territorial_id, golden.body)
                 await store.set_territorial_state(
                     conn, territorial_id, active=True, trait_sources=golden.trait_sources
                 )
