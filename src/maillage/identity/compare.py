@@ -100,15 +100,16 @@ def _name_level(left: Record, right: Record) -> int:
 
 
 def _swapped(left: Record, right: Record) -> bool:
-    """The name typed in the first-name box, or the other way round: a classic desk
-    error, kept as its own level so that it is weighed instead of counted twice
-    against the pair."""
+    """The name typed in the first-name box and the first name in the name box: a
+    classic desk error, kept as its own level so that it is weighed instead of counted
+    twice against the pair. Both ways round: one alone is a first name that happens to
+    be a family name too (Thomas, Mathieu), as twins of the Mathieu family may have."""
     lf = left["first_name"]
     rf = right["first_name"]
-    return bool((rf and left["birth_name"] == rf) or (lf and lf == right["birth_name"]))
+    return bool(lf and rf and left["birth_name"] == rf and lf == right["birth_name"])
 
 
-_SWAP_SQL = "birth_name_l = first_name_r OR first_name_l = birth_name_r"
+_SWAP_SQL = "birth_name_l = first_name_r AND first_name_l = birth_name_r"
 
 NAME = Comparison(
     name="name",

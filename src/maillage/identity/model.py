@@ -19,8 +19,8 @@ from maillage.identity.compare import CATALOG, DEFAULT_COMPARISONS
 FORMAT_VERSION: Final = 1
 PROBABILITY_FLOOR: Final = 1e-9  # keeps log2(m/u) finite for a level never observed
 
-# Starting m/u before any training: rough shares for typical hospital identities. The m
-# of the first level is high, u of "else" is high; training replaces all of them.
+# Starting m/u before any training for a comparison without its own values below: rough
+# shares by number of levels. The m of the first level is high, u of "else" is high.
 _DEFAULT_M: Final[dict[int, tuple[float, ...]]] = {
     2: (0.9, 0.1),
     3: (0.95, 0.03, 0.02),
@@ -34,6 +34,41 @@ _DEFAULT_U: Final[dict[int, tuple[float, ...]]] = {
     4: (0.001, 0.005, 0.02, 0.974),
     5: (0.002, 0.001, 0.004, 0.03, 0.963),
     6: (0.002, 0.001, 0.0001, 0.004, 0.03, 0.9629),
+}
+
+# Hand-set m/u of the French identity comparisons, by comparison, for a territory's base
+# (levels in ``compare.CATALOG`` order). u is the share of two *different* persons of
+# the territory at the level: half of them share a sex, one in ~20,000 a birth date, a
+# few in a hundred a town or a postcode (a territory is a few dozen towns, and
+# neighbouring postcodes differ by one digit), a few in a thousand a street; almost
+# none a phone or an INS. m is the share of the registrations of one person: about one
+# in ten has moved or typed another address, a name or first name has a typo a few times
+# in a hundred. Training replaces all of them.
+_FRENCH_DEFAULTS: Final[dict[str, tuple[tuple[float, ...], tuple[float, ...]]]] = {
+    # exact, birth/used cross, swapped with first name, jw 0.92, jw 0.80, else
+    "name": (
+        (0.85, 0.04, 0.005, 0.07, 0.02, 0.015),
+        (0.002, 0.002, 0.0005, 0.003, 0.02, 0.9725),
+    ),
+    # exact, in the other list, swapped with name, jw 0.92, jw 0.80, else
+    "first_names": (
+        (0.85, 0.05, 0.005, 0.06, 0.02, 0.015),
+        (0.01, 0.01, 0.0005, 0.005, 0.02, 0.9545),
+    ),
+    # exact, day/month swapped, one typo, two typos, else
+    "birth_date": ((0.95, 0.01, 0.025, 0.01, 0.005), (5e-5, 2e-5, 0.001, 0.01, 0.98893)),
+    "sex": ((0.98, 0.02), (0.5, 0.5)),
+    # exact, same department, else
+    "birthplace": ((0.95, 0.03, 0.02), (0.01, 0.05, 0.94)),
+    # exact, 1 edit, 2 edits, else
+    "ins": ((0.95, 0.03, 0.01, 0.01), (1e-6, 1e-5, 1e-4, 0.999889)),
+    # exact, 1 edit, else
+    "postcode": ((0.85, 0.05, 0.1), (0.05, 0.3, 0.65)),
+    # exact, jw 0.92, jw 0.80, else
+    "city": ((0.85, 0.02, 0.03, 0.1), (0.05, 0.005, 0.05, 0.895)),
+    "address_line": ((0.82, 0.04, 0.04, 0.1), (0.01, 0.005, 0.08, 0.905)),
+    # exact, 1 edit, else
+    "phone": ((0.9, 0.03, 0.07), (1e-4, 5e-4, 0.9994)),
 }
 
 
@@ -151,8 +186,7 @@ def default_model(
     for name in names:
         levels = CATALOG[name].levels
         size = len(levels)
-        m = _DEFAULT_M[size]
-        u = _DEFAULT_U[size]
+        m, u = _FRENCH_DEFAULTS.get(name, (_DEFAULT_M[size], _DEFAULT_U[size]))
         comparisons.append(
             ComparisonParams(
                 name, tuple(LevelParams(n, mi, ui) for n, mi, ui in zip(levels, m, u, strict=True))
