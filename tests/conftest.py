@@ -142,7 +142,11 @@ class RunningHub:
 
 
 def _running_hub(
-    database_url: str, *, identity_index: bool, access_policy: str = "allow-all"
+    database_url: str,
+    *,
+    identity_index: bool,
+    access_policy: str = "allow-all",
+    auth_enabled: bool = False,
 ) -> Iterator[RunningHub]:
     settings = Settings(
         database_url=database_url,
@@ -155,6 +159,7 @@ def _running_hub(
         search_definitions_refresh_s=0.2,
         identity_index_enabled=identity_index,
         access_policy=access_policy,
+        auth_enabled=auth_enabled,
     )
     running = RunningHub(settings, database_url)
     running.start()
@@ -182,6 +187,14 @@ def indexed_hub(database_url: str) -> Iterator[RunningHub]:
 def care_hub(database_url: str) -> Iterator[RunningHub]:
     """The hub with the access rules on (role matrix, care relationships) and its index."""
     yield from _running_hub(database_url, identity_index=True, access_policy="care")
+
+
+@pytest.fixture(scope="session")
+def signed_in_hub(database_url: str) -> Iterator[RunningHub]:
+    """The hub with sign-in on (and so the access rules: MAILLAGE_ACCESS_POLICY=auto)."""
+    yield from _running_hub(
+        database_url, identity_index=True, access_policy="auto", auth_enabled=True
+    )
 
 
 def _wait_for_definitions(database_url: str) -> None:

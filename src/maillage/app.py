@@ -52,6 +52,7 @@ from maillage.security import AccessPolicy, AllowAll
 from maillage.security.care_hooks import care_hooks
 from maillage.security.care_policy import CarePolicy
 from maillage.security.glass import BreakGlass
+from maillage.security.http import AuthenticationMiddleware, build_authentication
 from maillage.security.matrix import load_matrix
 from maillage.settings import Settings
 from maillage.storage import Database
@@ -156,11 +157,14 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 def access_policy(settings: Settings, sites: SiteRegistry) -> AccessPolicy:
     """The access decision point the settings ask for."""
-    if settings.access_policy == "allow-all":
+    chosen = settings.access_policy
+    if chosen == "auto":  # the rules follow sign-in: without it, nobody is known
+        chosen = "care" if settings.auth_enabled else "allow-all"
+    if chosen == "allow-all":
         return AllowAll()
-    if settings.access_policy != "care":
+    if chosen != "care":
         raise ConfigurationError(
-            f"MAILLAGE_ACCESS_POLICY={settings.access_policy!r}: use 'allow-all' or 'care'"
+            f"MAILLAGE_ACCESS_POLICY={settings.access_policy!r}: use 'auto', 'allow-all' or 'care'"
         )
     compartment = compartment_reference_params()
     return CarePolicy(
@@ -191,6 +195,15 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     jobs = JobService(database, max_attempts=settings.job_max_attempts)
     definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
     policy = access_policy(settings, sites)
+    auth = build_authentication(settings, database) if settings.auth_enabled else None
+    auth_routes = (
+        [
+            Route(path, endpoint, methods=list(methods))
+            for path, methods, endpoint in auth.endpoints.routes()
+        ]
+        if auth is not None
+        else []
+    )
     patient_index = build_patient_index(settings)
     # No client of the national INSi here: the simulator, over the configured register
     # or the demo territory's.
@@ -269,6 +282,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         routes=[
             Route("/health", health),
             Route("/metrics", metrics),
+            *auth_routes,
             # before the generic routes: ``/fhir/Patient/$export`` would match a read by id
             *ExportApi(exports, api.base_url).routes("/fhir"),
             *ReindexApi(reindex, api.base_url, settings.max_body_bytes).routes("/fhir"),
@@ -284,7 +298,15 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     )
     # Added first, so it runs inside the metrics middleware.
     app.add_middleware(ReadByIdFastPath, endpoint=fhir_endpoint(api.instance), prefix="/fhir")
+    if auth is not None:
+        # added after the fast path so that it runs before it: no read without a token
+        app.add_middleware(
+            AuthenticationMiddleware,
+            validator=auth.validator,
+            protect_metrics=settings.auth_protect_metrics,
+        )
     app.add_middleware(MetricsMiddleware)
+    app.state.auth_enabled = auth is not None
     app.state.store = store
     app.state.jobs = jobs
     app.state.definitions = definitions

@@ -11,12 +11,16 @@ exceptions.
     │   ├── MalformedContent      body that is not JSON, or not a resource
     │   ├── IdMismatch            resourceType / id disagree with the URL
     │   ├── UnsupportedParameter  unknown search parameter under strict handling
+    │   ├── InvalidScope          a token request asking for more SMART scopes than granted
     │   ├── UnknownValueSet       a value set url neither stored nor shipped (``:in``)
     │   └── ValueSetNotExpandable a value set the hub cannot expand (a filter on a code
     │                             system whose hierarchy it lacks, an import cycle)
     ├── ValidationFailed          a resource that breaks the FHIR model (422)
     │   └── IdentityRejected      a Patient that breaks the identity rules (INS, RNIV
     │                             status, birth date, site IPP systems) (422)
+    ├── Unauthenticated           no valid sign-in: a missing, expired or forged access
+    │                             token, a wrong password or TOTP code, a locked or
+    │                             disabled account (401, ``WWW-Authenticate: Bearer``)
     ├── NotFound                  unknown type, id or version (404)
     ├── Gone                      a deleted resource (410)
     ├── MethodNotAllowed          interaction not supported here (405)
@@ -73,6 +77,13 @@ class UnsupportedParameter(InvalidRequest):
     code = "not-supported"
 
 
+class InvalidScope(InvalidRequest):
+    """A token request (``POST /auth/token``) asks for scopes the account is not granted,
+    or scopes that are not SMART scopes: the OAuth2 ``invalid_scope`` error."""
+
+    code = "invalid"
+
+
 class InvalidIns(InvalidRequest):
     """An INS matricule (NIR or NIA) with a wrong length, layout or control key
     (``identity.ins``); the message says which part to correct."""
@@ -102,6 +113,34 @@ class IdentityRejected(ValidationFailed):
     (``identity.checks``): located issues, answered 422 like validation errors."""
 
     code = "business-rule"
+
+
+class Unauthenticated(MaillageError):
+    """The caller is not (validly) signed in (``maillage.security``).
+
+    ``error`` is the RFC 6750 error code of the challenge: ``invalid_token`` for a token
+    that is malformed, expired, forged or from an unknown issuer, ``invalid_request`` for a
+    request that carries credentials the wrong way, ``None`` when none were sent (the
+    challenge then names only the realm, RFC 6750 §3.1). Messages never echo a secret.
+    """
+
+    code = "login"
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+    def www_authenticate(self, realm: str = "maillage") -> str:
+        """The ``WWW-Authenticate`` value a 401 answer carries (RFC 6750 §3)."""
+        parts = [f'realm="{realm}"']
+        if self.error:
+            # RFC 6750 allows printable ASCII but for the quote and the backslash.
+            description = "".join(
+                char if " " <= char <= "~" and char not in '"\\' else "'"
+                for char in self.message.replace('"', "'")
+            )
+            parts += [f'error="{self.error}"', f'error_description="{description}"']
+        return "Bearer " + ", ".join(parts)
 
 
 class NotFound(MaillageError):

@@ -77,16 +77,56 @@ class Settings(BaseSettings):
     # and the LPS registration); the simulator answers from this register (NDJSON of
     # national.insi.InsiIdentity), or from the demo territory's register when unset.
     insi_register_file: Path | None = None
-    # Access rules (src/maillage/security/): "allow-all" until sign-in is configured, or
-    # "care": the role matrix and care relationships. An encounter keeps its care
+    # Sign-in (src/maillage/security/, issue 6): OAuth2 bearer tokens on every route but
+    # /health, the /auth endpoints and, unless ``auth_protect_metrics``, /metrics.
+    auth_enabled: bool = False
+    # External issuers trusted besides the built-in one (the GHT's IdP, Pro Santé
+    # Connect): a JSON list of security.tokens.IssuerConfig.
+    auth_issuers_file: Path | None = None
+    # The built-in issuer's identifier (``iss``) and the audience tokens must name;
+    # ``{public base}/auth`` and ``{public base}/fhir`` when unset.
+    auth_issuer_url: str | None = None
+    auth_audience: str | None = None
+    # Tokens the built-in issuer signs live this long (seconds), signed with this
+    # algorithm by a key generated once into ``data_dir/keys``.
+    auth_token_lifetime_s: int = 600
+    auth_signing_algorithm: str = "ES256"
+    # Clock skew tolerated on exp/nbf/iat, and how long fetched issuer keys are kept.
+    auth_leeway_s: float = 30.0
+    auth_jwks_cache_s: float = 3600.0
+    # Lockout: this many failed sign-ins in a row lock the account for this long.
+    auth_lockout_threshold: int = 5
+    auth_lockout_duration_s: float = 900.0
+    auth_protect_metrics: bool = False
+    # Access rules (src/maillage/security/): "care" (the role matrix and care
+    # relationships), "allow-all", or "auto": care when sign-in is on, else allow-all. An encounter keeps its care
     # relationship this many days after it ended; a break-the-glass access lasts this long.
-    access_policy: str = "allow-all"
+    access_policy: str = "auto"
     care_recent_days: int = 30
     break_glass_hours: float = 4.0
 
     @property
     def exports_path(self) -> Path:
         return self.export_dir if self.export_dir is not None else self.data_dir / "exports"
+
+    @property
+    def public_root_url(self) -> str:
+        """The hub's public root: ``base_url`` (the FHIR base) without its ``/fhir``."""
+        if self.base_url:
+            return self.base_url.rstrip("/").removesuffix("/fhir")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def auth_issuer(self) -> str:
+        return self.auth_issuer_url or f"{self.public_root_url}/auth"
+
+    @property
+    def auth_audience_url(self) -> str:
+        return self.auth_audience or f"{self.public_root_url}/fhir"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.data_dir / "keys"
 
     @property
     def identity_model_path(self) -> Path:

@@ -41,6 +41,10 @@ def context_to_json(ctx: RequestContext) -> dict[str, Any]:
         "site": ctx.site,
         "purpose": ctx.purpose,
         "roles": sorted(ctx.roles),
+        "sites": sorted(ctx.sites),
+        "scopes": sorted(ctx.scopes),
+        "organisation": ctx.organisation,
+        "issuer": ctx.issuer,
         "request_id": ctx.request_id,
     }
 
@@ -81,5 +85,9 @@ class Job:
             site=data.get("site"),
             purpose=data.get("purpose", "TREAT"),
             roles=frozenset(data.get("roles") or ()),
+            sites=frozenset(data.get("sites") or ()),
+            scopes=frozenset(data.get("scopes") or ()),
+            organisation=data.get("organisation"),
+            issuer=data.get("issuer"),
             request_id=data.get("request_id") or self.id,
         )

@@ -12,6 +12,7 @@ not; only a locked or disabled account says so once the password was right.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -108,8 +109,9 @@ class AccountService:
         self.lockout_duration = lockout_duration
         self.hasher = hasher or PasswordHasher()
         self.clock = clock
-        # Checked when the login is unknown, so that the answer takes as long.
-        self._decoy = self.hasher.hash(secrets.token_hex(16))
+        # Checked when the login is unknown, so that the answer takes as long (made on
+        # first need: a hash costs about as much as a sign-in).
+        self._decoy: str | None = None
 
     # -- people ------------------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class AccountService:
         row = UserRow(
             login=check_login(login),
             display_name=display_name,
-            password_hash=self.hasher.hash(check_password(password)),
+            password_hash=await self._hash(check_password(password)),
             role=role,
             sites=check_sites(sites),
             practitioner=practitioner,
@@ -153,7 +155,7 @@ class AccountService:
         await self.store.set_enabled(login, enabled)
 
     async def set_password(self, login: str, password: str) -> None:
-        await self.store.set_password(login, self.hasher.hash(check_password(password)))
+        await self.store.set_password(login, await self._hash(check_password(password)))
 
     async def enroll_totp(self, login: str) -> str:
         """A new TOTP secret for the user (replacing any earlier one); returns the
@@ -171,7 +173,9 @@ class AccountService:
         now = self.clock()
         user = await self.store.user(login)
         if user is None:
-            self._verify(self._decoy, password)
+            if self._decoy is None:
+                self._decoy = await self._hash(secrets.token_hex(16))
+            await self._verify(self._decoy, password)
             raise Unauthenticated(_WRONG, error=None)
         if user.locked_until is not None and user.locked_until > now:
             raise Unauthenticated(
@@ -179,7 +183,7 @@ class AccountService:
                 "repeated failures; wait, or ask an administrator to enable it again",
                 error=None,
             )
-        if not self._verify(user.password_hash, password):
+        if not await self._verify(user.password_hash, password):
             await self._failed(login, now)
         step = None
         if user.totp_secret is not None:
@@ -189,9 +193,11 @@ class AccountService:
         if not user.enabled:
             raise Unauthenticated("the account is disabled; ask an administrator", error=None)
         if not await self.store.record_success(login, now=now, totp_step=step):
-            raise Unauthenticated("this TOTP code was already used; wait for the next one")
+            raise Unauthenticated(
+                "this TOTP code was already used; wait for the next one", error=None
+            )
         if self.hasher.check_needs_rehash(user.password_hash):
-            await self.store.set_password(login, self.hasher.hash(password))
+            await self.store.set_password(login, await self._hash(password))
         return SignedIn(
             subject=user.login,
             role=user.role,
@@ -200,11 +206,19 @@ class AccountService:
             organisation=user.organisation,
         )
 
-    def _verify(self, password_hash: str, password: str) -> bool:
-        try:
-            return self.hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
+    # argon2 is slow on purpose (tens of milliseconds, 64 MiB): off the event loop, in a
+    # thread (the C code releases the GIL), so that other requests go on meanwhile.
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return self.hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
 
     @staticmethod
     def _totp_step(secret: str, code: str | None, now: datetime) -> int | None:

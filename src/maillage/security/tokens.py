@@ -214,7 +214,9 @@ class KeySet:
             return next(iter(self._keys.values()))
         found = self._keys.get(kid)
         if found is None:
-            raise Unauthenticated(f"the token's key id {kid!r} is not a key of {self.config.name}")
+            raise Unauthenticated(
+                f"the token's key id {_shown(kid)} is not a key of {self.config.name}"
+            )
         return found
 
 
@@ -264,15 +266,17 @@ class TokenValidator:
             raise Unauthenticated("the access token is not a well-formed JWT") from error
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none" or alg not in ASYMMETRIC:
-            raise Unauthenticated(f"the token's algorithm {alg!r} is not accepted")
+            raise Unauthenticated(f"the token's algorithm {_shown(alg)} is not accepted")
         key_set = self._sets.get(str(unverified.get("iss")))
         if key_set is None:
-            raise Unauthenticated(f"tokens of issuer {unverified.get('iss')!r} are not accepted")
+            raise Unauthenticated(
+                f"tokens of issuer {_shown(unverified.get('iss'))} are not accepted"
+            )
         config = key_set.config
         kid = header.get("kid")
         key = await key_set.key_for(kid if isinstance(kid, str) else None)
         if alg not in key.algorithms:
-            raise Unauthenticated(f"the algorithm {alg} is not allowed for key {kid!r}")
+            raise Unauthenticated(f"the algorithm {alg} is not allowed for key {_shown(kid)}")
         try:
             claims = jwt.decode(
                 token,
@@ -298,6 +302,12 @@ class TokenValidator:
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"the access token is refused: {error}") from error
         return Validated(claims, context_from_claims(claims, config), config)
+
+
+def _shown(value: Any) -> str:
+    """A value from the token as an answer or a log line may quote it: short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _claim(claims: Mapping[str, Any], names: Sequence[str]) -> Any:

@@ -10,6 +10,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[errors.MaillageError], int], ...] = (
     (errors.UnsupportedParameter, 400),
     (errors.InvalidRequest, 400),
     (errors.ValidationFailed, 422),
+    (errors.Unauthenticated, 401),
     (errors.NotFound, 404),
     (errors.Gone, 410),
     (errors.MethodNotAllowed, 405),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 
-from maillage.errors import InvalidRequest, PayloadTooLarge
+from maillage.errors import InvalidRequest, PayloadTooLarge, Unauthenticated
 from maillage.fhir.http.negotiation import check_content_type, parse_json
 from maillage.fhir.indexing.normalize import date_range
 from maillage.security import RequestContext
+from maillage.security.http import authenticated_context
+from maillage.security.tokens import for_site
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,18 @@ def query_params(request: Request) -> list[tuple[str, str]]:
 
 
 def context_of(request: Request) -> RequestContext:
-    """Until sign-in lands (security issue), the caller states who, where and in which
-    roles in headers (``X-Maillage-Roles``: comma-separated)."""
+    """Who asks: the signed-in user (access token checked by the authentication
+    middleware), acting for one of her sites (``X-Maillage-Site``) with a purpose
+    (``X-Maillage-Purpose``). With sign-in off (trials, tests), the caller states who,
+    where and in which roles in headers (``X-Maillage-User``, ``-Site``, ``-Roles``)."""
     headers = request.headers
+    signed_in = authenticated_context(request.state)
+    if signed_in is not None:
+        ctx = for_site(signed_in, headers.get("x-maillage-site"))
+        purpose = headers.get("x-maillage-purpose")
+        return dataclasses.replace(ctx, purpose=purpose) if purpose else ctx
+    if getattr(request.app.state, "auth_enabled", False):
+        raise Unauthenticated("sign in: the request carries no access token", error=None)
     roles = headers.get("x-maillage-roles", "")
     return RequestContext(
         who=headers.get("x-maillage-user", "anonymous"),

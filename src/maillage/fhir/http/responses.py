@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from maillage.errors import MaillageError
+from maillage.errors import MaillageError, Unauthenticated
 from maillage.fhir.bundling import embedded
 from maillage.fhir.http.negotiation import FHIR_JSON, render
 from maillage.fhir.http.outcomes import information, outcome_for
@@ -64,7 +64,10 @@ def version_headers(stored: StoredResource) -> dict[str, str]:
 def error_response(error: MaillageError, *, pretty: bool = False) -> Response:
     status, outcome = outcome_for(error)
     log.info("FHIR request refused: %s (%s)", status, error.code)
-    return fhir_response(outcome, status=status, pretty=pretty)
+    response = fhir_response(outcome, status=status, pretty=pretty)
+    if isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = error.www_authenticate()
+    return response
 
 
 def write_response(

@@ -1,0 +1,117 @@
+"""The hub with sign-in on: tokens from its own issuer, then the access rules by role and
+care relationship, end to end over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from maillage.security.accounts import AccountService
+from tests import factories
+from tests.conftest import RunningHub, _wait_for_definitions
+from tests.factories import source_identity
+from tests.security.conftest import with_accounts
+
+PASSWORD = "a long synthetic passphrase 42"
+
+
+@pytest.fixture
+def hub_url(signed_in_hub: RunningHub, clean_database: str, accounts_database: str) -> str:
+    _wait_for_definitions(clean_database)
+    return signed_in_hub.base_url
+
+
+@pytest.fixture
+def feed_secret(hub_url: str, database_url: str) -> str:
+    async def register(accounts: AccountService) -> str:
+        await accounts.add_user(
+            "dr-lucie",
+            PASSWORD,
+            role="physician",
+            sites=["CHM"],
+            practitioner="Practitioner/dr-lucie",
+        )
+        return await accounts.add_client("lab-feed", scopes=["system/*.cruds"])
+
+    return with_accounts(database_url, register)
+
+
+def _token(hub_url: str, form: dict[str, str]) -> str:
+    answer = httpx.post(f"{hub_url}/auth/token", data=form, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+@pytest.fixture
+def clients(hub_url: str, feed_secret: str) -> Iterator[dict[str, httpx.Client]]:
+    feed = _token(
+        hub_url,
+        {"grant_type": "client_credentials", "client_id": "lab-feed", "client_secret": feed_secret},
+    )
+    doctor = _token(
+        hub_url, {"grant_type": "password", "username": "dr-lucie", "password": PASSWORD}
+    )
+    made = {
+        name: httpx.Client(
+            base_url=f"{hub_url}/fhir", timeout=30, headers={"Authorization": f"Bearer {token}"}
+        )
+        for name, token in (("feed", feed), ("doctor", doctor))
+    }
+    made["anonymous"] = httpx.Client(base_url=f"{hub_url}/fhir", timeout=30)
+    yield made
+    for client in made.values():
+        client.close()
+
+
+def _write(client: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post(f"/{resource['resourceType']}", json=resource)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def test_without_a_token_the_hub_answers_401_with_a_challenge(
+    hub_url: str, clients: dict[str, httpx.Client]
+) -> None:
+    refused = clients["anonymous"].get("/Patient")
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert httpx.get(f"{hub_url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{hub_url}/.well-known/smart-configuration", timeout=10).status_code == 200
+    forged = jwt.encode({"sub": "x", "iss": "x", "aud": "x"}, key=None, algorithm="none")
+    with_forged = clients["anonymous"].get(
+        "/Patient", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert with_forged.status_code == 401
+
+
+def test_a_signed_in_physician_reads_the_records_of_her_sites_patients_only(
+    clients: dict[str, httpx.Client],
+) -> None:
+    feed, doctor = clients["feed"], clients["doctor"]
+    in_care = _write(feed, source_identity(site=0, birth_name="Signé", birth_date="1981-01-01"))
+    elsewhere = _write(feed, source_identity(site=2, birth_name="Autre", birth_date="1982-02-02"))
+    _write(
+        feed,
+        factories.encounter(
+            subject=f"Patient/{in_care['id']}",
+            status="in-progress",
+            serviceProvider={"reference": "Organization/chm"},
+        ),
+    )
+    mine = _write(feed, factories.observation(subject=f"Patient/{in_care['id']}"))
+    other = _write(feed, factories.observation(subject=f"Patient/{elsewhere['id']}"))
+    assert doctor.get(f"/Observation/{mine['id']}").status_code == 200
+    assert doctor.get(f"/Observation/{other['id']}").status_code == 404
+    assert doctor.get("/Observation").json()["total"] == 1
+    # reads by id take a shorter road: it is signed in too
+    assert clients["anonymous"].get(f"/Observation/{mine['id']}").status_code == 401
+    # the token says who she is: no header can make her someone else
+    spoofed = doctor.get(
+        f"/Observation/{other['id']}",
+        headers={"X-Maillage-User": "Practitioner/chief", "X-Maillage-Roles": "dim"},
+    )
+    assert spoofed.status_code == 404
