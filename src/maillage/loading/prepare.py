@@ -29,6 +29,7 @@ from maillage.fhir.stamping import check_id, content_hash, now_instant, stamp_me
 from maillage.fhir.validation import validate_resource
 from maillage.loading.readers import Item
 from maillage.security import AccessPolicy, Action, AllowAll, RequestContext
+from maillage.security.care import CARE_TYPES, OBJECTION_TYPE, Grant, grants_of, objection_of
 
 # Columns of a prepared resource row; the writer puts the seq (staging) or the rid,
 # version and deleted flag (straight into ``resource``) in front.
@@ -75,12 +76,19 @@ class PreparedChunk:
     deferred: list[Item] = field(default_factory=list)
     # Index in the chunk's items of each prepared resource, by seq.
     sources: list[int] = field(default_factory=list)
+    # What the store's write hooks keep for these types, computed here because a bulk
+    # load does not go through the repository: the care relationships an Encounter,
+    # CareTeam or referral grants (type, id, grants), the objection a Consent records.
+    care: list[tuple[str, str, list[Grant]]] = field(default_factory=list)
+    objections: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 _policy: AccessPolicy = AllowAll()
 _ctx: RequestContext = RequestContext.system("loader")
 # False for a load that skips the search index (`maillage load --no-index`).
 _index: bool = True
+# How long an ended encounter keeps its care relationship (settings.care_recent_days).
+_care_days: int = 30
 
 
 def warm_up() -> None:
@@ -91,11 +99,13 @@ def warm_up() -> None:
     validation.warm_up()
 
 
-def configure_worker(policy: AccessPolicy, ctx: RequestContext, index: bool = True) -> None:
+def configure_worker(
+    policy: AccessPolicy, ctx: RequestContext, index: bool = True, care_days: int = 30
+) -> None:
     """The access decision point and context preparation answers to (in this process),
     and whether it extracts index rows."""
-    global _policy, _ctx, _index
-    _policy, _ctx, _index = policy, ctx, index
+    global _policy, _ctx, _index, _care_days
+    _policy, _ctx, _index, _care_days = policy, ctx, index, care_days
 
 
 # Workers run at a lower priority: the single database session that writes the chunks is
@@ -103,9 +113,11 @@ def configure_worker(policy: AccessPolicy, ctx: RequestContext, index: bool = Tr
 WORKER_NICENESS = 5
 
 
-def start_worker(policy: AccessPolicy, ctx: RequestContext, index: bool = True) -> None:
+def start_worker(
+    policy: AccessPolicy, ctx: RequestContext, index: bool = True, care_days: int = 30
+) -> None:
     """Pool initializer of a worker process."""
-    configure_worker(policy, ctx, index)
+    configure_worker(policy, ctx, index, care_days)
     if WORKER_NICENESS and hasattr(os, "nice"):
         os.nice(WORKER_NICENESS)
 
@@ -290,6 +302,10 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
             )
             continue
         seen.add(key)
+        if key[0] in CARE_TYPES:
+            chunk.care.append((key[0], key[1], grants_of(stamped, recent_days=_care_days)))
+        elif key[0] == OBJECTION_TYPE:
+            chunk.objections.append((key[1], objection_of(stamped)))
         chunk.count += 1
         chunk.sources.append(position)
         chunk.types.append(key[0])

@@ -151,6 +151,7 @@ class BulkLoader:
         chunk_size: int = 2000,
         workers: int | None = None,
         index: bool = True,
+        care_recent_days: int = 30,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -162,6 +163,7 @@ class BulkLoader:
         # False: resources are stored without search index rows (searches miss them
         # until a reindex); for a fast first load, and to measure what indexing costs.
         self.index = index
+        self.care_recent_days = care_recent_days
 
     # -- entry points -------------------------------------------------------------
     def load_resources(
@@ -255,7 +257,7 @@ class BulkLoader:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=start_worker,
-            initargs=(self.policy, self.ctx, self.index),
+            initargs=(self.policy, self.ctx, self.index, self.care_recent_days),
         )
         try:
             pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
@@ -280,7 +282,7 @@ class BulkLoader:
         tracker: ProgressTracker | None = None,
     ) -> LoadReport:
         report = LoadReport(indexed=self.index)
-        configure_worker(self.policy, self.ctx, self.index)
+        configure_worker(self.policy, self.ctx, self.index, self.care_recent_days)
         started = time.perf_counter()
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
             # Index with the custom SearchParameter definitions too (before forking).

@@ -126,6 +126,7 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
     if chunk.count == 0:
         return ChunkResult(0, 0, 0, [])
     with conn.cursor() as cursor:
+        _write_care(cursor, chunk)
         cursor.execute(_ANY_STORED, (chunk.types, chunk.ids))
         if cursor.fetchone() is None:
             try:
@@ -134,6 +135,40 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
             except psycopg.errors.UniqueViolation:
                 pass  # created meanwhile by another writer: merge instead
         return _merge(cursor, chunk)
+
+
+def _write_care(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> None:
+    """The care relationships and objections of the chunk's resources, replacing what
+    earlier versions recorded (as the store's write hooks do)."""
+    if chunk.care:
+        cursor.execute(
+            "DELETE FROM care_access c USING unnest(%s::text[], %s::text[]) AS k(t, i)"
+            " WHERE c.source_type = k.t AND c.source_id = k.i",
+            ([t for t, _, _ in chunk.care], [i for _, i, _ in chunk.care]),
+        )
+        rows = [
+            (g.patient_id, g.principal, g.until, kind, source_id)
+            for kind, source_id, grants in chunk.care
+            for g in grants
+        ]
+        if rows:
+            with cursor.copy(
+                "COPY care_access (patient_id, principal, until, source_type, source_id)"
+                " FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+    if chunk.objections:
+        cursor.execute(
+            "DELETE FROM care_objection WHERE consent_id = ANY(%s)",
+            ([consent for consent, _ in chunk.objections],),
+        )
+        for consent, patient in chunk.objections:
+            if patient is not None:
+                cursor.execute(
+                    "INSERT INTO care_objection (consent_id, patient_id) VALUES (%s, %s)",
+                    (consent, patient),
+                )
 
 
 _ANY_STORED = """
