@@ -434,6 +434,8 @@ def running_hub(conninfo: str, workers: int, *, log_dir: Path) -> Iterator[Hub]:
         "MAILLAGE_HOST": "127.0.0.1",
         # the HTTP benchmarks do not use the MLLP listener (bench/hl7_ack.py measures it)
         "MAILLAGE_HL7_ENABLED": "false",
+        # the store's speed: sign-in is measured apart (bench/security_cost.py)
+        "MAILLAGE_AUTH_ENABLED": os.environ.get("MAILLAGE_AUTH_ENABLED", "false"),
     }
     command = [
         str(VENV_BIN / "maillage"),

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     insi_register_file: Path | None = None
     # Sign-in (src/maillage/security/, issue 6): OAuth2 bearer tokens on every route but
     # /health, the /auth endpoints and, unless ``auth_protect_metrics``, /metrics.
-    auth_enabled: bool = False
+    auth_enabled: bool = True
     # External issuers trusted besides the built-in one (the GHT's IdP, Pro Santé
     # Connect): a JSON list of security.tokens.IssuerConfig.
     auth_issuers_file: Path | None = None

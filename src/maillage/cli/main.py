@@ -104,6 +104,10 @@ def serve(
                 from maillage.demo.territory import load_demo_if_empty
 
                 load_demo_if_empty(conninfo)
+                if settings.auth_enabled:
+                    from maillage.demo.accounts import provision_demo_accounts
+
+                    provision_demo_accounts(conninfo, settings)
             if workers > 1:
                 from maillage.cli.workers import run_workers
 

@@ -42,7 +42,8 @@ CONTEXT_KEY = "maillage_context"
 TOKEN_PATH = "/auth/token"
 JWKS_PATH = "/auth/jwks.json"
 SMART_PATH = "/.well-known/smart-configuration"
-OPEN_PATHS = frozenset({"/health", TOKEN_PATH, JWKS_PATH, SMART_PATH})
+# The CapabilityStatement stays open: clients discover the server (and its sign-in) there.
+OPEN_PATHS = frozenset({"/health", "/fhir/metadata", TOKEN_PATH, JWKS_PATH, SMART_PATH})
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*)$", re.IGNORECASE)
 _FORM = "application/x-www-form-urlencoded"
 
