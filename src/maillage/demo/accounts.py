@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from maillage.demo.resources import DEMO_NURSE, DEMO_PHYSICIAN
 from maillage.security.http import account_service
 from maillage.settings import Settings
 from maillage.storage import Database
@@ -28,13 +29,13 @@ DEMO_USERS: tuple[dict[str, Any], ...] = (
         "login": "dr-demo",
         "role": "physician",
         "sites": ["CHM"],
-        "practitioner": "Practitioner/demo-physician",
+        "practitioner": DEMO_PHYSICIAN,
     },
     {
         "login": "nurse-demo",
         "role": "nurse",
         "sites": ["CHM"],
-        "practitioner": "Practitioner/demo-nurse",
+        "practitioner": DEMO_NURSE,
     },
     {"login": "iv-demo", "role": "identitovigilance", "sites": ["CHM"], "practitioner": None},
     {"login": "dim-demo", "role": "dim", "sites": ["CHM"], "practitioner": None},

@@ -276,6 +276,47 @@ def sample_resources() -> Iterator[Resource]:
                 yield at_site(resource, site)
             else:
                 yield resource
+    yield from current_stays(spread)
+
+
+# The demo's clinicians (demo/accounts.py signs them in): the sample's encounters ended
+# years ago, so each patient is in hospital today at its managing site, cared for there.
+DEMO_PHYSICIAN = "Practitioner/demo-physician"
+DEMO_NURSE = "Practitioner/demo-nurse"
+
+
+def current_stays(spread: dict[str, list[SiteIpp]]) -> Iterator[Resource]:
+    """One stay in progress per demo patient, at its managing site: the care relationship
+    that lets the demo's clinicians read the records (docs/decisions/0006)."""
+    for reference, family, given in (
+        (DEMO_PHYSICIAN, "Démo", "Docteure"),
+        (DEMO_NURSE, "Démo", "Infirmier"),
+    ):
+        yield {
+            "resourceType": "Practitioner",
+            "id": reference.removeprefix("Practitioner/"),
+            "name": [{"family": family, "given": [given]}],
+        }
+    for patient_id, known in sorted(spread.items()):
+        site = known[0].site
+        yield at_site(
+            {
+                "resourceType": "Encounter",
+                "id": f"demo-stay-{patient_id[:8]}",
+                "status": "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "IMP",
+                },
+                "subject": {"reference": f"Patient/{patient_id}"},
+                "participant": [
+                    {"individual": {"reference": DEMO_PHYSICIAN}},
+                    {"individual": {"reference": DEMO_NURSE}},
+                ],
+                "period": {"start": "2026-11-20T08:00:00+01:00"},
+            },
+            site,
+        )
 
 
 def demo_resources() -> Iterator[Resource]:
