@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from maillage.fhir.repository import FhirStore
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation, build_ack
 from maillage.hl7v2.framing import Event, Stray
+from maillage.hl7v2.identity_feed import register_identity
 from maillage.hl7v2.intake import Accepted, Rejected, analyze
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.processing import HandlerRegistry, Processor, RetryPolicy, default_handlers
@@ -250,9 +251,11 @@ def build_gateway(
     fhir: FhirStore | None = None,
 ) -> Gateway:
     """The gateway; without ``handlers``, the default ones, plus the conversions that
-    write FHIR (ORU^R01) when given the ``fhir`` store."""
+    write FHIR (ORU^R01; the identity feed A28, A31, A47, A40) when given the ``fhir``
+    store."""
     if handlers is None:
         handlers = default_handlers()
         if fhir is not None:
             register_results(handlers, fhir)
+            register_identity(handlers, fhir)
     return Gateway(database, sites, settings=settings, handlers=handlers)
