@@ -35,12 +35,13 @@ from maillage.fhir.reindex import REINDEX_KIND, ReindexService
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
+from maillage.fhir.write_hooks import WriteHook
 from maillage.hl7v2.metrics import GatewayMetrics
 from maillage.hl7v2.service import build_gateway
 from maillage.hl7v2.sites import SiteRegistry
 from maillage.hl7v2.store import MessageStore
 from maillage.jobs import JobService, Worker
-from maillage.mpi import build_patient_index
+from maillage.mpi import PatientIndex, build_patient_index
 from maillage.mpi.access import same_person
 from maillage.mpi.http import lookup_routes
 from maillage.mpi.insi_http import insi_routes
@@ -155,6 +156,17 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     )
 
 
+def write_hooks(settings: Settings, patient_index: PatientIndex | None) -> dict[str, WriteHook]:
+    """The domains that see every write of their types, in its transaction: the care
+    relationships (kept whatever the access policy, so that turning the rules on finds
+    them) and the patient index. Every process that writes FHIR builds its store with
+    them (the hub, `maillage gateway`)."""
+    hooks: dict[str, WriteHook] = {**care_hooks(settings.care_recent_days)}
+    if patient_index is not None:
+        hooks["Patient"] = patient_index
+    return hooks
+
+
 def access_policy(settings: Settings, sites: SiteRegistry) -> AccessPolicy:
     """The access decision point the settings ask for."""
     chosen = settings.access_policy
@@ -217,12 +229,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         policy,
         engine,
         definitions=definitions,
-        write_hooks={
-            # care relationships are kept current whatever the policy, so that turning the
-            # care rules on finds them
-            **care_hooks(settings.care_recent_days),
-            **({"Patient": patient_index} if patient_index is not None else {}),
-        },
+        write_hooks=write_hooks(settings, patient_index),
     )
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     exports = ExportService(store, jobs, settings.exports_path)

@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     auth_lockout_duration_s: float = 900.0
     auth_protect_metrics: bool = False
     # Access rules (src/maillage/security/): "care" (the role matrix and care
-    # relationships), "allow-all", or "auto": care when sign-in is on, else allow-all. An encounter keeps its care
-    # relationship this many days after it ended; a break-the-glass access lasts this long.
+    # relationships), "allow-all", or "auto": care when sign-in is on, else allow-all.
+    # An encounter keeps its care relationship this many days after it ended; a
+    # break-the-glass access lasts this long.
     access_policy: str = "auto"
     care_recent_days: int = 30
     break_glass_hours: float = 4.0

@@ -52,13 +52,15 @@ def gateway(
     data_dir: Path = _DataDir,
 ) -> None:
     """Run the HL7 v2 gateway alone: MLLP listener and processor, no HTTP."""
+    from maillage.app import write_hooks
     from maillage.cli.main import _configure_logging, running_database
-    from maillage.demo.senders import configured_sites
+    from maillage.demo.senders import apply_site_configuration
     from maillage.fhir.repository import FhirStore
     from maillage.fhir.search.engine import SearchEngine
     from maillage.fhir.search_definitions import SearchDefinitions
     from maillage.hl7v2.service import build_gateway
     from maillage.jobs import JobService
+    from maillage.mpi import build_patient_index
     from maillage.security import AllowAll
     from maillage.storage import Database
 
@@ -75,10 +77,12 @@ def gateway(
             database, jobs, refresh_s=settings.search_definitions_refresh_s
         )
         engine = SearchEngine(timeout_ms=settings.search_timeout_ms)
-        store = FhirStore(database, AllowAll(), engine, definitions=definitions)
-        hl7 = build_gateway(
-            settings, database, configured_sites(settings.hl7_sites_file), fhir=store
-        )
+        # As the hub builds it: the patient index matches the identity feed's Patients,
+        # the care relationships follow its encounters. The feeds write as the system.
+        sites = apply_site_configuration(settings.hl7_sites_file)
+        hooks = write_hooks(settings, build_patient_index(settings))
+        store = FhirStore(database, AllowAll(), engine, definitions=definitions, write_hooks=hooks)
+        hl7 = build_gateway(settings, database, sites, fhir=store)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

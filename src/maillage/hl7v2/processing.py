@@ -130,7 +130,8 @@ class HandlerRegistry:
 def default_handlers() -> HandlerRegistry:
     """The handlers that need nothing but the message: A08 ignored (as France requires),
     the rest unknown. Conversions that write FHIR register on top (ORU^R01:
-    ``service.build_gateway`` with a FHIR store); identity and movements come later."""
+    ``service.build_gateway`` with a FHIR store), and so do the identity feed
+    (``identity_feed.py``) and the movements."""
     registry = HandlerRegistry(ignore_unknown, fallback_writes=False)
     registry.register("ADT", "A08", ignore_a08, writes=False)
     return registry
