@@ -46,7 +46,9 @@ def _send(port: int, numbers: list[int], acked: set[int]) -> None:
     try:
         with MllpConnection(port) as client:
             for number in numbers:
-                raw = message(control_id=f"K{number:05d}", ipp=f"IPP{number % 40}")
+                # A08s (acknowledged, recorded as ignored): what is tested is the store
+                # and its ACKs under a kill, not a conversion's speed
+                raw = message("adt_a08", control_id=f"K{number:05d}", ipp=f"IPP{number % 40}")
                 if ack_code(client.exchange(raw)) == "AA":
                     acked.add(number)
     except (ConnectionError, OSError):
