@@ -127,6 +127,29 @@ OPERATIONS: tuple[Operation, ...] = (
         definition="http://hl7.org/fhir/OperationDefinition/Patient-match",
         parameters=(Parameter("onlyCertainMatches", "string"), Parameter("count", "integer")),
     ),
+    # INSi (the national INS teleservice, simulated here): ``mpi/insi_http.py``.
+    Operation(
+        name="insi-search",
+        level="type",
+        resource_type="Patient",
+        definition="urn:maillage:OperationDefinition:insi-search",
+        parameters=(Parameter("birthName", "string"), Parameter("birthDate", "string")),
+    ),
+    Operation(
+        name="insi-verify",
+        level="type",
+        resource_type="Patient",
+        definition="urn:maillage:OperationDefinition:insi-verify",
+        parameters=(),
+    ),
+    # Emergency access to one record, with a reason (``fhir/http/glass.py``).
+    Operation(
+        name="break-the-glass",
+        level="instance",
+        resource_type="Patient",
+        definition="urn:maillage:OperationDefinition:break-the-glass",
+        parameters=(Parameter("reason", "string"),),
+    ),
 )
 
 
