@@ -721,7 +721,11 @@ def _patient(
             }
         )
     names: list[dict[str, Any]] = [
-        {"use": "official", "family": traits.birth_name, "given": traits.given}
+        {
+            "use": "official",
+            "family": traits.birth_name,
+            "given": [g for g in traits.given if g.strip()],
+        }
     ]
     if traits.used_name:
         names.append({"use": "usual", "family": traits.used_name})

@@ -19,6 +19,7 @@ from maillage.hl7v2.framing import Event, Stray
 from maillage.hl7v2.identity_feed import register_identity
 from maillage.hl7v2.intake import Accepted, Rejected, analyze
 from maillage.hl7v2.metrics import GatewayMetrics
+from maillage.hl7v2.movements import register_movements
 from maillage.hl7v2.processing import HandlerRegistry, Processor, RetryPolicy, default_handlers
 from maillage.hl7v2.results import register_results
 from maillage.hl7v2.server import MllpServer, tls_context
@@ -258,4 +259,5 @@ def build_gateway(
         if fhir is not None:
             register_results(handlers, fhir)
             register_identity(handlers, fhir)
+            register_movements(handlers, fhir)
     return Gateway(database, sites, settings=settings, handlers=handlers)

@@ -1,0 +1,246 @@
+"""The IHE PAM FR movement handlers (ITI-31): ADT events to one Encounter per visit.
+
+Inserts (A05, A14, A01, A04, A06, A07, A54, A02, A15, A03, A16, A21, A22), their cancels
+(A38, A27, A11, A12, A26, A13, A25, A52, A53, A55; A06/A07 with ZBE-4 = CANCEL) and the
+correction Z99 read the message (``movements_mapping.read_movement``), apply it to the
+movements the visit's Encounter records (``apply``: pure), and write the Encounter
+rebuilt from them by conditional update on the site's visit number (PV1-19), in the
+message's transaction. A cancel marks exactly its movement (ZBE-1) cancelled — the
+periods around it close up —, a historic one (ZBE-5 = Y) leaves the later movements as
+they are; a non-historic one must cancel the last movement. A Z99 replaces its
+movement's data (ZBE-6 must name the trigger that inserted it). A replayed message
+changes nothing: an insert finds its movement (ZBE-1, same trigger) already recorded —
+cancelled or corrected since, maybe —, a cancel finds it cancelled, and the same
+Encounter writes no new version. ZBE-1's first repetition is the movement id. A44 moves
+the visits of an account (PID-18) to PID-3's patient.
+
+The patient is the one carrying PID-3's IPP for the sending site, as for ORU^R01
+(``results.py``): an unknown IPP fails the message, which is retried, then
+dead-lettered; patients are never created here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import hl7
+import orjson
+
+from maillage.fhir.repository import FhirStore, Repository
+from maillage.hl7v2.movements_mapping import (
+    CANCELS,
+    INSERTS,
+    OPENING,
+    Movement,
+    MovementDataError,
+    MovementMessage,
+    account_system,
+    encounter,
+    moment,
+    movements_of,
+    read_movement,
+    segment,
+)
+from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
+from maillage.hl7v2.results import UnknownPatient
+from maillage.hl7v2.results_mapping import criteria, repetition_count
+from maillage.hl7v2.sites import SiteConfig
+from maillage.security import RequestContext
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = (*sorted(INSERTS), *sorted(set(CANCELS) - INSERTS), "Z99")
+
+
+def apply(movements: list[Movement], read: MovementMessage) -> list[Movement]:
+    """The visit's movements after the message (the same list for a replay)."""
+    new = read.movement
+    found = next((m for m in movements if m.id == new.id), None)
+    where = f"movement {new.id!r} of visit {read.visit!r}"
+    if read.action == "INSERT":
+        if found is None:
+            return reordered(movements, new)
+        if found.event == new.event:
+            # a replay (or a resend): the movement is recorded already, maybe corrected
+            # by a Z99 or cancelled since; nothing changes
+            return movements
+        raise MovementDataError(
+            f"ZBE-1: {where} was inserted by {found.event}: movement ids are not reused "
+            "(IHE PAM FR 5.4.1)"
+        )
+    if found is None:
+        raise MovementDataError(f"ZBE-1: no {where} to {read.action.lower()} ({read.trigger})")
+    if read.original and read.original != found.event:
+        raise MovementDataError(
+            f"ZBE-6: {where} was inserted by {found.event}, not {read.original}"
+        )
+    if read.action == "UPDATE":
+        if found.cancelled:
+            raise MovementDataError(f"ZBE-1: {where} is cancelled: a Z99 cannot correct it")
+        corrected = replace(new, event=found.event)
+        return movements if corrected == found else reordered(without(movements, new.id), corrected)
+    if found.cancelled:
+        return movements  # a replay
+    if found.event not in CANCELS[read.trigger]:
+        raise MovementDataError(
+            f"ZBE-1: {where} was inserted by {found.event}; {read.trigger} cancels "
+            f"{' or '.join(CANCELS[read.trigger])}"
+        )
+    live = [m for m in movements if not m.cancelled]
+    if not read.historic and live[-1].id != found.id:
+        raise MovementDataError(
+            f"ZBE-5: {where} is not the visit's last movement: its cancel must be historic "
+            "(ZBE-5 = Y, IHE PAM FR 5.3.7)"
+        )
+    return [cancelled(m) if m.id == found.id else m for m in movements]
+
+
+def reordered(movements: list[Movement], new: Movement) -> list[Movement]:
+    """``movements`` with ``new`` placed by its start (after those starting at that time)."""
+    at = moment(new.start)
+    position = len(movements)
+    while position and moment(movements[position - 1].start) > at:
+        position -= 1
+    return [*movements[:position], new, *movements[position:]]
+
+
+def without(movements: list[Movement], movement_id: str) -> list[Movement]:
+    return [m for m in movements if m.id != movement_id]
+
+
+def cancelled(m: Movement) -> Movement:
+    return replace(m, cancelled=True)
+
+
+class MovementsHandler:
+    """ITI-31 movements → the visit's Encounter, through ``store``'s repositories bound to
+    the message's transaction."""
+
+    def __init__(self, store: FhirStore) -> None:
+        self.store = store
+
+    async def __call__(self, context: MessageContext) -> Outcome:
+        site = context.site
+        if site is None:
+            raise MovementDataError("MSH-4: the message has no configured site")
+        message = context.message
+        trigger = context.trigger_event
+        repo = Repository(self.store, RequestContext.system(f"hl7:{site.code}"), context.conn)
+        if trigger == "A44":
+            return await self._move_account(repo, message, site)
+        read = read_movement(message, trigger, site)  # data errors before any read
+        patient_id = await patient_of(repo, message, site)
+        subject = f"Patient/{patient_id}"
+        visit_criteria = criteria(site.visit_number_system, read.visit)
+        page = await repo.search("Encounter", [*visit_criteria, ("_count", "2")])
+        if len(page.entries) > 1:
+            raise MovementDataError(f"PV1-19: several Encounters carry visit {read.visit!r}")
+        current: dict[str, Any] = orjson.loads(page.entries[0].body or "{}") if page.entries else {}
+        if not current and not (read.action == "INSERT" and trigger in OPENING):
+            raise MovementDataError(
+                f"PV1-19: no visit {read.visit!r} at site {site.code}: {trigger} needs the "
+                "visit opened first (A05, A14, A01 or A04)"
+            )
+        if current and current.get("subject", {}).get("reference") != subject:
+            raise MovementDataError(
+                f"PV1-19: visit {read.visit!r} belongs to another patient (an A44 moves it)"
+            )
+        movements = apply(movements_of(current), read)
+        account = read.account or _account_of(current, site)
+        body = encounter(movements, visit=read.visit, account=account, subject=subject, site=site)
+        if "id" in current:
+            body["id"] = current["id"]
+        outcome = await repo.conditional_update("Encounter", visit_criteria, body)
+        log.debug(
+            "hl7 message %d: %s movement %s (changed: %s)",
+            context.id,
+            read.action,
+            trigger,
+            outcome.changed,
+        )
+        return PROCESSED
+
+    async def _move_account(
+        self, repo: Repository, message: hl7.Message, site: SiteConfig
+    ) -> Outcome:
+        """A44 (IHE PAM FR 5.1.2): the visits of account PID-18 (MRG-3 when PID-18 is
+        empty) now belong to PID-3's patient."""
+        pid = segment(message, "PID", "patient")
+        mrg = segment(message, "MRG", "prior patient")
+        account = _first(pid, 18) or _first(mrg, 3)
+        if not account:
+            raise MovementDataError("PID-18: the account number to move is empty")
+        patient_id = await patient_of(repo, message, site)
+        page = await repo.search(
+            "Encounter", [*criteria(account_system(site), account), ("_count", "100")]
+        )
+        if not page.entries:
+            raise MovementDataError(
+                f"PID-18: no visit of site {site.code} carries account number {account!r}"
+            )
+        for stored in page.entries:
+            body = orjson.loads(stored.body or "{}")
+            body.pop("meta", None)
+            body["subject"] = {"reference": f"Patient/{patient_id}"}
+            await repo.update("Encounter", stored.id, body)
+        return PROCESSED
+
+
+def _first(seg: hl7.Segment, field: int) -> str:
+    try:
+        return str(seg.extract_field(1, field, 1, 1, 1)).strip()
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return ""
+
+
+def _account_of(current: dict[str, Any], site: SiteConfig) -> str:
+    system = account_system(site)
+    return next(
+        (i["value"] for i in current.get("identifier", []) if i.get("system") == system), ""
+    )
+
+
+async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -> str:
+    """The Patient carrying PID-3's IPP of the site; ``UnknownPatient`` (retried, then
+    dead-lettered) when none or several do, as for ORU^R01."""
+    ipp = site_ipp(segment(message, "PID", "patient"), site)
+    if not ipp:
+        raise MovementDataError(f"PID-3: no IPP of site {site.code}")
+    page = await repo.search("Patient", [*criteria(site.ipp_system, ipp), ("_count", "2")])
+    if len(page.entries) != 1:
+        how = "no Patient carries" if not page.entries else "several Patients carry"
+        raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
+    return page.entries[0].id
+
+
+def site_ipp(pid: hl7.Segment, site: SiteConfig) -> str:
+    """PID-3's IPP assigned by the site (CX-4.2 its OID, or CX-4.1 its namespace), else
+    the first identifier of type PI (the intake's rule)."""
+    first_pi = ""
+    for number in range(1, repetition_count(pid, 3) + 1):
+        value, namespace, oid, kind = (
+            _cx(pid, number, component, part)
+            for component, part in ((1, 1), (4, 1), (4, 2), (5, 1))
+        )
+        if not value or value == '""':
+            continue
+        if oid == site.ipp_oid or (site.ipp_namespace and namespace == site.ipp_namespace):
+            return value
+        if kind == "PI" and not first_pi:
+            first_pi = value
+    return first_pi
+
+
+def _cx(pid: hl7.Segment, repetition: int, component: int, part: int) -> str:
+    try:
+        return str(pid.extract_field(1, 3, repetition, component, part)).strip()
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return ""
+
+
+def register_movements(registry: HandlerRegistry, store: FhirStore) -> None:
+    handler = MovementsHandler(store)
+    for trigger in (*TRIGGERS, "A44"):
+        registry.register("ADT", trigger, handler, writes=True)
