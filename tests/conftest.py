@@ -48,6 +48,7 @@ TABLES = (
     "mpi_merge",
     "care_access",
     "care_objection",
+    "audit_event",
 )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from maillage.cli.admin import admin_app
+from maillage.cli.audit import audit_app
 from maillage.cli.hl7 import gateway, hl7_app
 from maillage.errors import ConfigurationError, MaillageError
 from maillage.settings import Settings, load_settings
@@ -25,6 +26,7 @@ db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
 app.command()(gateway)
 
 DataDirOption = typer.Option(

@@ -1,0 +1,315 @@
+"""``AuditTrail``: record every access and change, verify the chain, answer "who looked
+at my record", and serve the AuditEvents back to the roles allowed to read them.
+
+How an event reaches the chain (measured in ``bench/audit_append.py``,
+``docs/benchmarks.md`` "Audit chain"):
+
+- a change (create, update, delete) passes its transaction's connection (``conn=``): the
+  event is chained and inserted in that transaction, last before COMMIT, so a committed
+  write always has its audit row and a rolled-back one has none;
+- any other event (reads, searches, refusals, failures) goes to the process's
+  ``BatchWriter``: concurrent requests share one lock, one statement, one commit.
+  ``record`` returns once the row is committed (``wait=False``: once queued; the queue is
+  flushed by ``close`` at shutdown).
+
+The cost of the first: the chain is one sequence, so a write that records in its
+transaction holds the append lock through its COMMIT; writes across the hub are then
+serialised at about 600–750/s on the reference machine (the ``lock`` figure), below what
+creates reach without audit. If that ceiling matters, the follow-up that keeps both
+properties: the write inserts its row *unsealed* (no ``seq``/hash: no lock, no
+serialisation) in its transaction, and the batch writer seals the unsealed rows in
+commit order (a trigger allowing only that NULL → value change), ``verify`` reporting
+rows left unsealed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+
+from maillage.audit import store
+from maillage.audit.chain import Break, Verifier
+from maillage.audit.events import (
+    ACTIONS,
+    BREAK_THE_GLASS,
+    Interaction,
+    Outcome,
+    build_event,
+)
+from maillage.errors import Forbidden, InvalidRequest
+from maillage.security.context import RequestContext
+from maillage.storage import Database
+
+# Who may read the audit (AuditEvent searches, patient reports): the medical information
+# department, identity monitoring, administrators, the security officer / DPO.
+AUDIT_READERS: Final = frozenset({"dim", "identitovigilance", "administrator", "security"})
+MAX_REPORT: Final = 10_000
+VERIFY_BATCH: Final = 5_000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    intact: bool
+    checked: int
+    total: int
+    head_seq: int
+    head_hash: str  # hex
+    broken: Break | None = None
+
+
+@dataclass(frozen=True)
+class PatientAccess:
+    """One line of the patient's report: who, when, what, why, with what result."""
+
+    seq: int
+    recorded: dt.datetime
+    who: str
+    roles: tuple[str, ...]
+    site: str | None
+    action: str
+    interaction: str
+    resources: tuple[str, ...]
+    purpose: str
+    break_the_glass: bool
+    outcome: int
+    outcome_desc: str
+
+
+class AuditTrail:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        readers: Iterable[str] = AUDIT_READERS,
+        hub: str = "maillage",
+        max_batch: int = 500,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.db = db
+        self.readers = frozenset(readers)
+        self.hub = hub
+        self.writer = store.BatchWriter(db, max_batch=max_batch)
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    # -- recording ----------------------------------------------------------------
+    def events(
+        self,
+        ctx: RequestContext,
+        action: Interaction | str,
+        resource_type: str,
+        ids: Iterable[str] = (),
+        patient_ids: Iterable[str] = (),
+        outcome: Outcome | BaseException | None = Outcome.SUCCESS,
+        query: str | None = None,
+    ) -> list[store.PendingEvent]:
+        """The events of one access: one per patient (one without patient if none)."""
+        interaction = Interaction(action)
+        recorded = self._clock()
+        ids = list(dict.fromkeys(ids))
+        patients: list[str | None] = list(dict.fromkeys(patient_ids)) or [None]
+        events = []
+        for patient in patients:
+            body = build_event(
+                ctx, interaction, resource_type, ids, patient, outcome, query,
+                recorded=recorded, hub=self.hub,
+            )  # fmt: skip
+            events.append(
+                store.PendingEvent(
+                    recorded=recorded,
+                    patient_id=patient,
+                    who=ctx.who,
+                    action=ACTIONS[interaction],
+                    outcome=int(body["outcome"]),
+                    body=body,
+                )
+            )
+        return events
+
+    async def record(
+        self,
+        ctx: RequestContext,
+        action: Interaction | str,
+        resource_type: str,
+        ids: Iterable[str] = (),
+        patient_ids: Iterable[str] = (),
+        outcome: Outcome | BaseException | None = Outcome.SUCCESS,
+        query: str | None = None,
+        *,
+        conn: psycopg.AsyncConnection | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Record one access or change. ``outcome``: an ``Outcome`` or the error the
+        request ended with. ``conn``: the write's open transaction (the event commits or
+        rolls back with it). Without it: through the batching writer, awaited unless
+        ``wait=False``."""
+        events = self.events(ctx, action, resource_type, ids, patient_ids, outcome, query)
+        if conn is not None:
+            await store.append(conn, events)
+            return
+        waiting = [self.writer.submit(event, wait=wait) for event in events]
+        if wait:
+            await asyncio.gather(*(future for future in waiting if future is not None))
+
+    async def close(self) -> None:
+        """Flush what is queued (call at shutdown)."""
+        await self.writer.close()
+
+    # -- verification -------------------------------------------------------------
+    async def head(self) -> tuple[int, bytes]:
+        """The head ``(seq, hash)``: publish it elsewhere to anchor later verifications."""
+        async with self.db.connection() as conn:
+            return await store.head(conn)
+
+    async def verify(
+        self,
+        progress: Progress | None = None,
+        *,
+        anchor: tuple[int, bytes] | None = None,
+        batch: int = VERIFY_BATCH,
+    ) -> VerifyReport:
+        """Walk the whole chain (one snapshot: rows appended meanwhile wait for the next
+        run); ``progress(done, total)`` after each batch."""
+        verifier = Verifier(anchor=anchor)
+        last_hash = b""
+        async with self.db.connection() as conn:
+            await conn.set_autocommit(False)
+            try:
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                total = await store.count(conn)
+                after, done = 0, 0
+                while verifier.broken is None:
+                    rows = await store.rows_after(conn, after, batch)
+                    if not rows:
+                        break
+                    for row in rows:
+                        if verifier.feed(row) is not None:
+                            break
+                        last_hash = row.hash
+                    after = rows[-1].seq
+                    done += len(rows)
+                    if progress is not None:
+                        progress(min(done, total), total)
+            finally:
+                await conn.rollback()
+                await conn.set_autocommit(True)
+        broken = verifier.finish()
+        return VerifyReport(
+            intact=broken is None,
+            checked=verifier.checked,
+            total=total,
+            head_seq=verifier.last_seq,
+            head_hash=last_hash.hex(),
+            broken=broken,
+        )
+
+    # -- reading the audit ----------------------------------------------------------
+    def check_reader(self, ctx: RequestContext) -> None:
+        """Only the audit's readers (and the hub's own system contexts: the CLI run on
+        the server) may read the audit."""
+        if not (ctx.roles & self.readers or "system" in ctx.roles):
+            raise Forbidden(
+                "reading the audit trail is for the roles " + ", ".join(sorted(self.readers))
+            )
+
+    async def _read(
+        self,
+        ctx: RequestContext,
+        interaction: Interaction,
+        patient_id: str,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        limit: int,
+        before_seq: int | None,
+        query: str | None,
+    ) -> list[store.ChainRow]:
+        if not patient_id or "/" in patient_id:
+            raise InvalidRequest("a patient id (without 'Patient/') is required")
+        if not 0 < limit <= MAX_REPORT:
+            raise InvalidRequest(f"the page size must be between 1 and {MAX_REPORT}")
+        try:
+            self.check_reader(ctx)
+        except Forbidden as refused:
+            # a refused look into the audit is itself audited
+            await self.record(ctx, interaction, "AuditEvent", (), [patient_id], refused, query)
+            raise
+        async with self.db.connection() as conn:
+            rows = await store.patient_rows(conn, patient_id, since, until, limit, before_seq)
+        await self.record(
+            ctx, interaction, "AuditEvent", [row.body["id"] for row in rows], [patient_id],
+            Outcome.SUCCESS, query,
+        )  # fmt: skip
+        return rows
+
+    async def search(
+        self,
+        ctx: RequestContext,
+        patient_id: str,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        *,
+        limit: int = 100,
+        before_seq: int | None = None,
+        query: str | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """``AuditEvent?patient=`` from the audit table: ``(seq, AuditEvent)`` newest
+        first (``seq`` is the paging cursor)."""
+        rows = await self._read(
+            ctx, Interaction.SEARCH, patient_id, since, until, limit, before_seq, query
+        )
+        return [(row.seq, row.body) for row in rows]
+
+    async def patient_report(
+        self,
+        ctx: RequestContext,
+        patient_id: str,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        *,
+        limit: int = MAX_REPORT,
+    ) -> list[PatientAccess]:
+        """Who looked at this patient's record (the DPO's answer to the patient)."""
+        rows = await self._read(
+            ctx, Interaction.OPERATION, patient_id, since, until, limit, None, None
+        )
+        return [_access(row) for row in rows]
+
+
+def _access(row: store.ChainRow) -> PatientAccess:
+    body = row.body
+    user = body["agent"][0]
+    roles = tuple(role["coding"][0]["code"] for role in user.get("role", ()))
+    site = user.get("location", {}).get("identifier", {}).get("value")
+    purpose_codes = [coding["code"] for coding in body["purposeOfEvent"][0]["coding"]]
+    resources = tuple(
+        entity["what"]["reference"]
+        for entity in body.get("entity", ())
+        if "what" in entity and entity["role"]["code"] != "1"
+    )
+    if not resources and body.get("entity"):
+        resources = tuple(
+            base64.b64decode(entity["query"]).decode()
+            for entity in body["entity"]
+            if "query" in entity
+        )
+    return PatientAccess(
+        seq=row.seq,
+        recorded=row.recorded,
+        who=row.who,
+        roles=roles,
+        site=site,
+        action=row.action,
+        interaction=body["subtype"][0]["code"],
+        resources=resources,
+        purpose=purpose_codes[0],
+        break_the_glass=BREAK_THE_GLASS in purpose_codes,
+        outcome=row.outcome,
+        outcome_desc=body.get("outcomeDesc", ""),
+    )
