@@ -18,17 +18,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from maillage.audit.http import audit_routes
+from maillage.audit.service import AuditTrail
 from maillage.demo.insi import DemoRegisterInsi
 from maillage.demo.senders import apply_site_configuration
 from maillage.errors import ConfigurationError, Issue
 from maillage.fhir import validation
 from maillage.fhir.definitions import compartment_reference_params, search_params
 from maillage.fhir.export import EXPORT_KIND, ExportService
+from maillage.fhir.http.auditing import configure as configure_audit
 from maillage.fhir.http.export import ExportApi
 from maillage.fhir.http.glass import glass_routes
 from maillage.fhir.http.outcomes import operation_outcome
 from maillage.fhir.http.paths import LogicalIdSegment, ResourceTypeSegment
 from maillage.fhir.http.reindex import ReindexApi
+from maillage.fhir.http.requests import context_of
 from maillage.fhir.http.responses import fhir_response
 from maillage.fhir.http.routes import FhirApi, Handler, fhir_endpoint
 from maillage.fhir.reindex import REINDEX_KIND, ReindexService
@@ -207,6 +211,9 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     jobs = JobService(database, max_attempts=settings.job_max_attempts)
     definitions = SearchDefinitions(database, jobs, refresh_s=settings.search_definitions_refresh_s)
     policy = access_policy(settings, sites)
+    # Every FHIR exchange into the hash-chained audit (fhir/http/auditing.py).
+    trail = AuditTrail(database)
+    configure_audit(trail if settings.audit_enabled else None)
     auth = build_authentication(settings, database) if settings.auth_enabled else None
     auth_routes = (
         [
@@ -283,6 +290,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
                 await hl7.stop()
             await worker.stop()
             await definitions.stop()
+            await trail.close()
             await database.close()
 
     app = Starlette(
@@ -298,6 +306,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             # the identitovigilance cell's review queue, decisions, merges, history
             *(review_routes(ReviewService(store, patient_index)) if patient_index else []),
             *glass_routes(BreakGlass(database, hours=settings.break_glass_hours)),
+            *audit_routes(trail, context_of=context_of, wrap=fhir_endpoint),
             *api.routes("/fhir"),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # An encounter keeps its care relationship this many days after it ended; a
     # break-the-glass access lasts this long.
     access_policy: str = "auto"
+    # Every FHIR exchange recorded in the hash-chained audit (src/maillage/audit/).
+    audit_enabled: bool = True
     care_recent_days: int = 30
     break_glass_hours: float = 4.0
 

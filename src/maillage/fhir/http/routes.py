@@ -21,6 +21,7 @@ from maillage.fhir import bundling, operations
 from maillage.fhir.bundles import BundleProcessor
 from maillage.fhir.capability import capability_statement
 from maillage.fhir.http import requests as req
+from maillage.fhir.http.auditing import record_exchange
 from maillage.fhir.http.negotiation import check_format
 from maillage.fhir.http.outcomes import information, outcome_for
 from maillage.fhir.http.paths import ID, TYPE
@@ -32,6 +33,7 @@ from maillage.fhir.http.responses import (
 )
 from maillage.fhir.model import WriteOutcome
 from maillage.fhir.repository import FhirStore, Repository
+from maillage.security import RequestContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -56,11 +58,21 @@ def fhir_endpoint(handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             check_format(request.query_params.get("_format"), request.headers.get("accept"))
-            return await handler(request)
+            response = await handler(request)
         except MaillageError as error:
-            return error_response(error, pretty=_pretty(request))
+            response = error_response(error, pretty=_pretty(request))
+        # every exchange, success or failure, into the audit trail (when one is set)
+        await record_exchange(request, response, _context_or_none(request))
+        return response
 
     return endpoint
+
+
+def _context_or_none(request: Request) -> RequestContext | None:
+    try:
+        return req.context_of(request)
+    except MaillageError:
+        return None
 
 
 class FhirApi:

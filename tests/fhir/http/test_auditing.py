@@ -1,0 +1,73 @@
+"""Every FHIR exchange lands in the hash-chained audit: who, what, which patient, outcome."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests import factories
+
+DOCTOR = {"X-Maillage-User": "Practitioner/dr-audit", "X-Maillage-Site": "CHM"}
+
+
+def _events(database_url: str, count: int) -> list[tuple[Any, ...]]:
+    """The audit rows once ``count`` are there (reads are written by a batching writer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT who, action, outcome, patient_id, body->'subtype'->0->>'code'"
+                " FROM audit_event ORDER BY seq"
+            ).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return [tuple(row) for row in rows]
+        time.sleep(0.05)
+
+
+def test_reads_writes_searches_and_failures_are_audited_by_patient(
+    http: httpx.Client, database_url: str
+) -> None:
+    patient = http.post("/Patient", json=factories.patient(), headers=DOCTOR).json()
+    observation = http.post(
+        "/Observation",
+        json=factories.observation(subject=f"Patient/{patient['id']}"),
+        headers=DOCTOR,
+    ).json()
+    assert http.get(f"/Observation/{observation['id']}", headers=DOCTOR).status_code == 200
+    assert (
+        http.get(
+            "/Observation", params={"subject": f"Patient/{patient['id']}"}, headers=DOCTOR
+        ).status_code
+        == 200
+    )
+    assert http.get("/Observation/no-such-id", headers=DOCTOR).status_code == 404
+    events = _events(database_url, 5)
+    assert ("Practitioner/dr-audit", "C", 0, patient["id"], "create") in events
+    assert ("Practitioner/dr-audit", "R", 0, patient["id"], "read") in events
+    assert ("Practitioner/dr-audit", "E", 0, patient["id"], "search-type") in events
+    failures = [e for e in events if e[2] == 4]
+    assert failures and failures[0][1] == "R"
+
+
+def test_the_patients_access_report_lists_who_looked(http: httpx.Client, database_url: str) -> None:
+    patient = http.post("/Patient", json=factories.patient(), headers=DOCTOR).json()
+    http.get(f"/Patient/{patient['id']}", headers=DOCTOR)
+    _events(database_url, 2)
+    report = http.get(
+        "/AuditEvent",
+        params={"patient": patient["id"]},
+        headers={"X-Maillage-User": "Practitioner/dpo", "X-Maillage-Roles": "dim"},
+    )
+    assert report.status_code == 200, report.text
+    whos = {
+        agent["who"].get("reference") or agent["who"].get("display")
+        for entry in report.json().get("entry", [])
+        for agent in entry["resource"]["agent"]
+        if agent.get("requestor")
+    }
+    assert "Practitioner/dr-audit" in whos
+    refused = http.get("/AuditEvent", params={"patient": patient["id"]}, headers=DOCTOR)
+    assert refused.status_code == 403
