@@ -1,6 +1,8 @@
-"""What the access rules cost on the read benchmark (issue 6): read by id with the rules
-off (``allow-all``) and on (``care``: the role matrix and a care relationship checked
-inside the read's SQL), same run, same data, same client.
+"""What security costs on the read benchmark (issue 6): read by id with it off
+(``allow-all``, no audit) and on (``care``: the role matrix and a care relationship
+checked inside the read's SQL, and every read recorded in the hash-chained audit), same
+run, same data, same client. Sign-in's token check is not included: the Python client
+sends the caller in headers (sign-in off), as the hub allows for trials.
 
     python -m bench.security_cost [--patients 2000] [--duration 10] [--concurrency 32]
 
@@ -87,6 +89,8 @@ async def _load(
 
 def run(conninfo: str, policy: str, ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     os.environ["MAILLAGE_ACCESS_POLICY"] = policy
+    # security off: no rules, no audit; on: the rules and every read audited
+    os.environ["MAILLAGE_AUDIT_ENABLED"] = "true" if policy == "care" and args.audit else "false"
     headers = (
         {"X-Maillage-User": READER, "X-Maillage-Site": "CHA", "X-Maillage-Roles": "physician"}
         if policy == "care"
@@ -98,6 +102,7 @@ def run(conninfo: str, policy: str, ids: list[str], args: argparse.Namespace) ->
             result = asyncio.run(_load(hub.base_url, ids, headers, args.duration, args.concurrency))
     finally:
         os.environ.pop("MAILLAGE_ACCESS_POLICY", None)
+        os.environ.pop("MAILLAGE_AUDIT_ENABLED", None)
     if result["errors"]:
         raise BenchError(f"{policy}: {result['errors']} reads did not answer 200")
     print(
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--no-audit", dest="audit", action="store_false", help="the rules alone, no audit"
+    )
     args = parser.parse_args(argv)
     try:
         with postgres_server() as server, fresh_database(server, "security_cost") as db:
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "|---|---|---|---|",
                 f"| off (allow-all) | {off['rate']:,.0f} | {off['p50_ms']:.1f} ms | "
                 f"{off['p99_ms']:.1f} ms |",
-                f"| on (care: matrix + care relationship in the SQL) | {on['rate']:,.0f} | "
+                f"| on (care rules in the SQL + every read audited) | {on['rate']:,.0f} | "
                 f"{on['p50_ms']:.1f} ms | {on['p99_ms']:.1f} ms |",
                 f"| floor: plain SQL, same ids | {floor.rate:,.0f} | {floor.p50_ms:.1f} ms | "
                 f"{floor.p99_ms:.1f} ms |",

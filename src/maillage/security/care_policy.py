@@ -115,13 +115,19 @@ class CarePolicy:
             # A grant on this very identity, or on another identity of the same person
             # unless the person objected to sharing (then only a break-the-glass grant
             # crosses from one identity to another).
+            # The direct grant first: PostgreSQL evaluates the OR's arms in order and
+            # stops at the first true one, so the person's other identities are only
+            # looked up when this identity has no grant of its own.
             return sql.SQL(
-                "EXISTS (SELECT 1 FROM care_access care_c"
+                "(EXISTS (SELECT 1 FROM care_access care_c"
+                " WHERE care_c.patient_id = {p} AND care_c.principal = ANY({principals})"
+                " AND (care_c.until IS NULL OR care_c.until > now()))"
+                " OR EXISTS (SELECT 1 FROM care_access care_c"
                 " WHERE care_c.principal = ANY({principals})"
                 " AND (care_c.until IS NULL OR care_c.until > now())"
-                " AND (care_c.patient_id = {p} OR (care_c.patient_id IN ({person})"
+                " AND care_c.patient_id IN ({person})"
                 " AND (care_c.source_type = 'break-the-glass' OR NOT EXISTS"
-                " (SELECT 1 FROM care_objection care_o WHERE care_o.patient_id IN ({person}))))))"
+                " (SELECT 1 FROM care_objection care_o WHERE care_o.patient_id IN ({person})))))"
             ).format(principals=principals, p=patient, person=self.same_person(patient))
 
         patient_row = granted(sql.SQL("{}.id").format(alias))
