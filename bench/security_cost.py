@@ -47,9 +47,12 @@ TARGET_RATIO = 0.8
 
 def grant_care(conninfo: str, ids: list[str]) -> None:
     """The reader takes part in every seeded patient's care (one grant each)."""
-    with psycopg.connect(conninfo) as conn, conn.cursor().copy(
-        "COPY care_access (patient_id, principal, source_type, source_id) FROM STDIN"
-    ) as copy:
+    with (
+        psycopg.connect(conninfo) as conn,
+        conn.cursor().copy(
+            "COPY care_access (patient_id, principal, source_type, source_id) FROM STDIN"
+        ) as copy,
+    ):
         for number, patient_id in enumerate(ids):
             copy.write_row((patient_id, READER, "Encounter", f"bench-{number}"))
 

@@ -153,8 +153,7 @@ def _write_care(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> None:
         ]
         if rows:
             with cursor.copy(
-                "COPY care_access (patient_id, principal, until, source_type, source_id)"
-                " FROM STDIN"
+                "COPY care_access (patient_id, principal, until, source_type, source_id) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
