@@ -148,6 +148,7 @@ def _running_hub(
     identity_index: bool,
     access_policy: str = "allow-all",
     auth_enabled: bool = False,
+    jobs: bool = False,
 ) -> Iterator[RunningHub]:
     settings = Settings(
         database_url=database_url,
@@ -161,6 +162,9 @@ def _running_hub(
         identity_index_enabled=identity_index,
         access_policy=access_policy,
         auth_enabled=auth_enabled,
+        # one hub of the session runs the background jobs: the others, sharing its
+        # database, would claim its tests' jobs under their own access rules
+        jobs_enabled=jobs,
     )
     running = RunningHub(settings, database_url)
     running.start()
@@ -175,7 +179,7 @@ def _running_hub(
 def hub(database_url: str) -> Iterator[RunningHub]:
     """The hub as the FHIR store's tests need it: the patient index off, so that a test
     sees exactly the resources it wrote (no golden-record Patients beside them)."""
-    yield from _running_hub(database_url, identity_index=False)
+    yield from _running_hub(database_url, identity_index=False, jobs=True)
 
 
 @pytest.fixture(scope="session")

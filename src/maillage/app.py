@@ -279,7 +279,8 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         # The custom search parameters before the first request, then followed.
         await definitions.refresh()
         definitions.start()
-        worker.start()
+        if settings.jobs_enabled:
+            worker.start()
         try:
             if hl7 is not None:
                 await hl7.start()

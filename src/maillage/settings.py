@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     job_heartbeat_s: float = 5.0
     job_stale_after_s: float = 30.0
     job_max_attempts: int = 3
+    # False: this process runs no background job (another process of the hub does).
+    jobs_enabled: bool = True
     # How often each process checks whether custom SearchParameter definitions changed
     # (docs/decisions/0004-custom-search-parameters.md), and the size of a reindex batch.
     search_definitions_refresh_s: float = 1.0
