@@ -15,6 +15,7 @@ import typer
 from maillage.cli.admin import admin_app
 from maillage.cli.audit import audit_app
 from maillage.cli.hl7 import gateway, hl7_app
+from maillage.cli.identity import identity_app
 from maillage.errors import ConfigurationError, MaillageError
 from maillage.settings import Settings, load_settings
 from maillage.storage import DatabaseLocation, prepare_database
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+app.add_typer(identity_app, name="identity")
 app.command()(gateway)
 
 DataDirOption = typer.Option(
@@ -105,7 +107,13 @@ def serve(
             if demo:
                 from maillage.demo.territory import load_demo_if_empty
 
-                load_demo_if_empty(conninfo)
+                if load_demo_if_empty(conninfo) and settings.identity_index_enabled:
+                    # a bulk load bypasses the online matching: file the demo's Patients
+                    import asyncio
+
+                    from maillage.cli.identity import _dedupe
+
+                    asyncio.run(_dedupe(conninfo, settings, False, 500))
                 if settings.auth_enabled:
                     from maillage.demo.accounts import provision_demo_accounts
 

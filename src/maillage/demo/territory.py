@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 _LOCK_KEY: Final = 0x4D41494C4C444D4F  # "MAILLDMO"
 
 
-def load_demo_if_empty(conninfo: str) -> None:
+def load_demo_if_empty(conninfo: str) -> bool:
     """Load the demo territory when the database holds no resource at all.
 
     A database that holds anything (even deleted resources) is left untouched, so
     the demo never mixes with real or user data and a restart never loads twice.
+    Returns whether it loaded.
     """
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -48,8 +49,9 @@ def load_demo_if_empty(conninfo: str) -> None:
             row = conn.execute("SELECT EXISTS (SELECT 1 FROM resource)").fetchone()
             if row is not None and row[0]:
                 log.info("the database already holds resources: demo territory not loaded")
-                return
+                return False
             _load(conninfo)
+            return True
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
