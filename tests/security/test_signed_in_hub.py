@@ -115,3 +115,24 @@ def test_a_signed_in_physician_reads_the_records_of_her_sites_patients_only(
         headers={"X-Maillage-User": "Practitioner/chief", "X-Maillage-Roles": "dim"},
     )
     assert spoofed.status_code == 404
+
+
+def test_a_token_with_narrower_scopes_does_only_what_they_allow(
+    hub_url: str, feed_secret: str
+) -> None:
+    narrow = _token(
+        hub_url,
+        {
+            "grant_type": "password",
+            "username": "dr-lucie",
+            "password": PASSWORD,
+            "scope": "user/Patient.rs",
+        },
+    )
+    with httpx.Client(
+        base_url=f"{hub_url}/fhir", timeout=30, headers={"Authorization": f"Bearer {narrow}"}
+    ) as client:
+        assert client.get("/Patient").status_code == 200
+        refused = client.get("/Observation")
+        assert refused.status_code == 403
+        assert "scopes" in refused.text

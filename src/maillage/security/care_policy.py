@@ -24,12 +24,18 @@ from maillage.errors import Forbidden
 from maillage.security.context import RequestContext
 from maillage.security.matrix import Matrix
 from maillage.security.policy import Action
+from maillage.security.scopes import ScopeSet
 
 # The security label of a resource masked to professionals (visible to its authors only):
 # HL7 v3 Confidentiality "restricted".
 MASKED_LABEL = ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")
 
 SamePerson = Callable[[sql.Composable], sql.Composable]
+
+
+@lru_cache(maxsize=1024)
+def _scopes(scopes: frozenset[str]) -> ScopeSet:
+    return ScopeSet.parse(sorted(scopes), strict=False)
 
 
 def only_this_patient(patient: sql.Composable) -> sql.Composable:
@@ -66,6 +72,11 @@ class CarePolicy:
         if not any(self.matrix.allows(role, action, resource_type) for role in ctx.roles):
             roles = ", ".join(sorted(ctx.roles)) or "no role"
             raise Forbidden(f"{roles}: may not {action.value} {resource_type}")
+        # A signed-in client's token may narrow what its user may do (SMART scopes).
+        if ctx.scopes and not _scopes(frozenset(ctx.scopes)).allows(action, resource_type):
+            raise Forbidden(
+                f"the access token's scopes do not allow {action.value} on {resource_type}"
+            )
 
     # -- row level ---------------------------------------------------------------------
     def principals(self, ctx: RequestContext) -> list[str]:
