@@ -44,8 +44,8 @@ from maillage.hl7v2.movements_mapping import (
     segment,
 )
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
-from maillage.hl7v2.results import UnknownPatient
-from maillage.hl7v2.results_mapping import criteria, repetition_count
+from maillage.hl7v2.results import UnknownPatient, site_ipp_of
+from maillage.hl7v2.results_mapping import criteria
 from maillage.hl7v2.sites import SiteConfig
 from maillage.security import RequestContext
 
@@ -205,7 +205,7 @@ def _account_of(current: dict[str, Any], site: SiteConfig) -> str:
 async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -> str:
     """The Patient carrying PID-3's IPP of the site; ``UnknownPatient`` (retried, then
     dead-lettered) when none or several do, as for ORU^R01."""
-    ipp = site_ipp(segment(message, "PID", "patient"), site)
+    ipp = site_ipp_of(message, site)  # the ORU handler's rule, shared
     if not ipp:
         raise MovementDataError(f"PID-3: no IPP of site {site.code}")
     page = await repo.search("Patient", [*criteria(site.ipp_system, ipp), ("_count", "2")])
@@ -213,31 +213,6 @@ async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -
         how = "no Patient carries" if not page.entries else "several Patients carry"
         raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
     return page.entries[0].id
-
-
-def site_ipp(pid: hl7.Segment, site: SiteConfig) -> str:
-    """PID-3's IPP assigned by the site (CX-4.2 its OID, or CX-4.1 its namespace), else
-    the first identifier of type PI (the intake's rule)."""
-    first_pi = ""
-    for number in range(1, repetition_count(pid, 3) + 1):
-        value, namespace, oid, kind = (
-            _cx(pid, number, component, part)
-            for component, part in ((1, 1), (4, 1), (4, 2), (5, 1))
-        )
-        if not value or value == '""':
-            continue
-        if oid == site.ipp_oid or (site.ipp_namespace and namespace == site.ipp_namespace):
-            return value
-        if kind == "PI" and not first_pi:
-            first_pi = value
-    return first_pi
-
-
-def _cx(pid: hl7.Segment, repetition: int, component: int, part: int) -> str:
-    try:
-        return str(pid.extract_field(1, 3, repetition, component, part)).strip()
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
 
 
 def register_movements(registry: HandlerRegistry, store: FhirStore) -> None:

@@ -99,7 +99,7 @@ class ResultsHandler:
         return PROCESSED
 
     async def _patient(self, repo: Repository, message: hl7.Message, site: SiteConfig) -> str:
-        ipp = _site_ipp(message, site)
+        ipp = site_ipp_of(message, site)
         if not ipp:
             raise ResultDataError(f"PID-3: no IPP of site {site.code}")
         page = await repo.search("Patient", [*criteria(site.ipp_system, ipp), ("_count", "2")])
@@ -160,7 +160,7 @@ def _order_groups(message: hl7.Message) -> list[Group]:
     return groups
 
 
-def _site_ipp(message: hl7.Message, site: SiteConfig) -> str:
+def site_ipp_of(message: hl7.Message, site: SiteConfig) -> str:
     """PID-3's IPP assigned by the site (CX-4.2 its OID, or CX-4.1 its namespace), else
     the first identifier of type PI: the rule the intake's patient key follows."""
     try:
