@@ -143,9 +143,14 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+# Reading a process's smaps (for PSS) is not free: sampled every 50 ms, the sampler used a
+# third of a core during a load, on a machine the load already saturates.
+SAMPLE_INTERVAL_S = 0.5
+
+
 class Sampler:
-    """Every 50 ms: RSS (and PSS, which counts pages shared by forked workers once) of the
-    loader and its children, and the CPU time of the PostgreSQL server's processes."""
+    """Every SAMPLE_INTERVAL_S: RSS (and PSS, which counts pages shared by forked workers
+    once) of the loader and its children, and the CPU time of the PostgreSQL server's processes."""
 
     def __init__(self, pid: int, postmaster: int | None) -> None:
         self.root = psutil.Process(pid)
@@ -208,7 +213,7 @@ class Sampler:
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_processes = max(self.peak_processes, len(processes))
             self._sample_postgres()
-            self._stop.wait(0.05)
+            self._stop.wait(SAMPLE_INTERVAL_S)
 
 
 def run_loader(

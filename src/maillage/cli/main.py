@@ -151,6 +151,13 @@ def load(
         "--no-index",
         help="Store without search index rows (faster); run `maillage reindex` afterwards.",
     ),
+    index_build: str = typer.Option(
+        "auto",
+        "--index-build",
+        help="When the search tables' B-tree indexes are built: 'during' (row by row), "
+        "'after' (set aside, built once at the end; searches are slow meanwhile) or 'auto' "
+        "('after' when the input is 256 MB or more and bigger than what is stored).",
+    ),
 ) -> None:
     """Bulk-load FHIR resources (PostgreSQL COPY), idempotently."""
     settings = load_settings(data_dir=data_dir)
@@ -163,10 +170,18 @@ def load(
                 )
         from maillage.demo.senders import apply_site_configuration
         from maillage.loading.cli import run_load
+        from maillage.loading.service import INDEX_BUILDS
+
+        if index_build not in INDEX_BUILDS:
+            raise ConfigurationError(
+                f"--index-build {index_build!r}: use one of {', '.join(INDEX_BUILDS)}"
+            )
 
         apply_site_configuration(settings.hl7_sites_file)
         with running_database(settings) as conninfo:
-            code = run_load(conninfo, paths, strict=strict, index=not no_index)
+            code = run_load(
+                conninfo, paths, strict=strict, index=not no_index, index_build=index_build
+            )
     except MaillageError as error:
         _fail(error)
     raise typer.Exit(code=code)

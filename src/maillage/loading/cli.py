@@ -19,10 +19,17 @@ EXIT_REJECTED = 1
 _MAX_LISTED = 50
 
 
-def run_load(conninfo: str, paths: list[Path], *, strict: bool, index: bool = True) -> int:
+def run_load(
+    conninfo: str,
+    paths: list[Path],
+    *,
+    strict: bool,
+    index: bool = True,
+    index_build: str = "auto",
+) -> int:
     """Load ``paths`` into the database at ``conninfo``; returns the process exit code."""
     errors = Console(stderr=True)
-    loader = BulkLoader(conninfo, index=index)
+    loader = BulkLoader(conninfo, index=index, index_build=index_build)
     report = loader.load_paths(paths, strict=strict, progress=errors.is_terminal)
     print_summary(report, Console(), errors)
     return EXIT_REJECTED if report.rejected else EXIT_OK
@@ -37,6 +44,12 @@ def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
         )
     if len(report.rejected) > _MAX_LISTED:
         errors.print(f"... and {len(report.rejected) - _MAX_LISTED} more rejected lines")
+    if report.indexes_built_after:
+        out.print(
+            f"search indexes built after the rows: {report.index_build_seconds:.1f} s "
+            "(included in the time below)",
+            highlight=False,
+        )
     out.print(
         f"files: {report.files}  loaded: {report.loaded} "
         f"(created {report.created}, updated {report.updated})  "

@@ -10,6 +10,10 @@ Chunks are written in input order, so a later line wins over an earlier one.
 A bad item is rejected with its location and the rest goes on; with ``strict``
 the load stops at the first chunk holding a bad item, and that chunk is not
 written (earlier chunks stay committed).
+
+A load bigger than what the store holds sets the search tables' B-tree indexes aside
+and builds them once at the end (``storage.deferred_indexes``): building a B-tree from
+a finished table is a sort, far cheaper than millions of single insertions.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from rich.progress import (
 
 from maillage.fhir.search_definitions import install_from_store
 from maillage.loading.prepare import (
+    INDEX_COLUMNS,
     PreparedChunk,
     Rejection,
     configure_worker,
@@ -56,6 +61,15 @@ from maillage.loading.writer import (
     write_chunk,
 )
 from maillage.security import AccessPolicy, AllowAll, RequestContext
+from maillage.storage import deferred_indexes
+
+# When the search tables' indexes are built: as rows arrive, once at the end, or
+# ``auto``: at the end when the input is at least AUTO_DEFER_BYTES and larger than the
+# resources already stored (a first load, a site joining a small territory).
+INDEX_BUILDS = ("auto", "during", "after")
+AUTO_DEFER_BYTES = 256 * 1024 * 1024
+# gzip'd NDJSON: about this many bytes of JSON per byte of file.
+_GZIP_RATIO = 8
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +114,10 @@ class LoadReport:
     stopped: bool = False
     # False when the load skipped the search index (``BulkLoader(index=False)``).
     indexed: bool = True
+    # Set when the search tables' indexes were built at the end of the load, and the
+    # time that took (included in ``seconds``).
+    indexes_built_after: bool = False
+    index_build_seconds: float = 0.0
 
     @property
     def processed(self) -> int:
@@ -152,9 +170,12 @@ class BulkLoader:
         workers: int | None = None,
         index: bool = True,
         care_recent_days: int = 30,
+        index_build: str = "auto",
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if index_build not in INDEX_BUILDS:
+            raise ValueError(f"index_build must be one of {', '.join(INDEX_BUILDS)}")
         self.conninfo = conninfo
         self.policy: AccessPolicy = policy if policy is not None else AllowAll()
         self.ctx = ctx if ctx is not None else RequestContext.system("loader")
@@ -164,6 +185,7 @@ class BulkLoader:
         # until a reindex); for a fast first load, and to measure what indexing costs.
         self.index = index
         self.care_recent_days = care_recent_days
+        self.index_build = index_build
 
     # -- entry points -------------------------------------------------------------
     def load_resources(
@@ -171,7 +193,7 @@ class BulkLoader:
     ) -> LoadReport:
         """Load parsed resources; a rejected one is reported at its 1-based position."""
         items = (Item(source, number, resource) for number, resource in enumerate(resources, 1))
-        return self._run(items, strict=False, progress=None)
+        return self._run(items, strict=False, progress=None, input_bytes=0)
 
     def load_paths(
         self, paths: list[Path], *, strict: bool = False, progress: bool = False
@@ -180,13 +202,19 @@ class BulkLoader:
         JSON files. Raises ``ConfigurationError`` for a path that cannot be read."""
         files = expand_paths(paths)
         tracker = ProgressTracker()
+        input_bytes = sum(
+            path.stat().st_size * (_GZIP_RATIO if path.name.endswith(".gz") else 1)
+            for path in files
+        )
 
         def items() -> Iterator[Item | Problem]:
             for path in files:
                 yield from read_file(path, tracker)
 
         if not progress:
-            report = self._run(items(), strict=strict, progress=None, tracker=tracker)
+            report = self._run(
+                items(), strict=strict, progress=None, tracker=tracker, input_bytes=input_bytes
+            )
         else:
             total = sum(path.stat().st_size for path in files)
             with Progress(
@@ -204,7 +232,13 @@ class BulkLoader:
                 def advance(consumed: int, done: int) -> None:
                     bar.update(task, completed=consumed, resources=done)
 
-                report = self._run(items(), strict=strict, progress=advance, tracker=tracker)
+                report = self._run(
+                    items(),
+                    strict=strict,
+                    progress=advance,
+                    tracker=tracker,
+                    input_bytes=input_bytes,
+                )
                 bar.update(task, completed=total)
         report.files = len(files)
         return report
@@ -263,7 +297,7 @@ class BulkLoader:
             pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
             for chunk in itertools.chain((first, second), chunks):
                 pending.append((chunk, pool.submit(prepare_chunk, chunk.items)))
-                if len(pending) > self.workers:
+                if len(pending) > 2 * self.workers + 1:
                     done, future = pending.popleft()
                     yield done, future.result()
             while pending:
@@ -279,6 +313,7 @@ class BulkLoader:
         *,
         strict: bool,
         progress: Any,
+        input_bytes: int,
         tracker: ProgressTracker | None = None,
     ) -> LoadReport:
         report = LoadReport(indexed=self.index)
@@ -287,6 +322,8 @@ class BulkLoader:
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
             # Index with the custom SearchParameter definitions too (before forking).
             install_from_store(conn)
+            if self._builds_indexes_after(conn, input_bytes):
+                deferred_indexes.defer(conn, list(INDEX_COLUMNS))
             create_staging(conn)
             try:
                 pipeline = self._prepared(self._chunks(items, tracker))
@@ -305,6 +342,12 @@ class BulkLoader:
             except _StrictStop:
                 report.stopped = True
             flush(conn)
+            waiting = deferred_indexes.pending(conn)
+        if waiting:
+            building = time.perf_counter()
+            deferred_indexes.build(self.conninfo)
+            report.indexes_built_after = True
+            report.index_build_seconds = time.perf_counter() - building
         report.seconds = time.perf_counter() - started
         log.info(
             "bulk load: %d loaded, %d unchanged, %d rejected in %.1f s",
@@ -314,6 +357,16 @@ class BulkLoader:
             report.seconds,
         )
         return report
+
+    def _builds_indexes_after(self, conn: psycopg.Connection, input_bytes: int) -> bool:
+        if not self.index or self.index_build == "during":
+            return False
+        if self.index_build == "after":
+            return True
+        if input_bytes < AUTO_DEFER_BYTES:
+            return False
+        row = conn.execute("SELECT pg_relation_size('resource')").fetchone()
+        return row is not None and int(row[0]) < input_bytes
 
     def _write(
         self,

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from maillage.storage import deferred_indexes
 from maillage.storage.embedded import EmbeddedPostgres
 from maillage.storage.migrate import upgrade
 
@@ -88,5 +89,11 @@ class Database:
 
 
 def prepare_database(conninfo: str) -> None:
-    """Bring the schema up to date (also run by ``maillage db upgrade``)."""
+    """Bring the schema up to date (also run by ``maillage db upgrade``) and build the
+    indexes an interrupted bulk load left set aside."""
     upgrade(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        waiting = deferred_indexes.pending(conn)
+    if waiting:
+        log.warning("building %d indexes an interrupted bulk load set aside", len(waiting))
+        deferred_indexes.build(conninfo)
