@@ -34,6 +34,13 @@ from maillage.hl7v2.store import ClaimedMessage, MessageStore
 log = logging.getLogger(__name__)
 
 A08_REASON = "A08 is not used in France (IHE PAM FR)"
+# After the first message of a batch, a message waits at most this long for a lock (the
+# patient index's blocking keys, a resource row). Its batch's transaction already holds
+# the earlier messages' locks: waiting without limit could deadlock with another worker's
+# batch. A message that times out is left waiting, without counting an attempt, and comes
+# back in a later batch (where it may be first, and wait as long as needed).
+BUSY_LOCK_TIMEOUT_MS = 200
+_BUSY = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 _PARTIAL_BATCH_PAUSE_S = 0.05
 
 
@@ -196,7 +203,9 @@ class Processor:
         async with self.store.database.transaction() as conn:
             claimed = await self.store.claim(conn, self.batch)
             outcomes: list[tuple[int, str, str | None]] = []
-            for message in claimed:
+            for position, message in enumerate(claimed):
+                if position == 1:
+                    await conn.execute(f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'")
                 outcome = await self._process(conn, message)
                 if outcome is not None:
                     outcomes.append((message.id, outcome.status, outcome.note))
@@ -245,6 +254,10 @@ class Processor:
                 async with conn.transaction():
                     return await registered.handler(context)
             return await registered.handler(context)
+        except _BUSY:
+            # rolled back with its savepoint; its next batch takes it again (see above)
+            log.debug("hl7 message %d waits for a lock another batch holds", claimed.id)
+            return None
         except PermanentFailure as error:
             # the reason is on the row (`maillage hl7 messages`); it may quote the message
             log.warning("hl7 message %d dead-lettered (permanent failure)", claimed.id)
