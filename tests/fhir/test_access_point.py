@@ -42,7 +42,13 @@ class RecordingPolicy(AllowAll):
         if {(ctx.who, action, resource_type), (ctx.who, action, None)} & self.refuse:
             raise Forbidden(f"{ctx.who} may not {action} {resource_type}")
 
-    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
+    def sql_filter(
+        self,
+        ctx: RequestContext,
+        action: Action,
+        table_alias: str,
+        resource_type: str | None = None,
+    ) -> sql.Composable:
         self.filters.append((ctx.who, action))
         return sql.SQL("FALSE") if ctx.who == "blind" else sql.SQL("TRUE")
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from maillage.security.care_policy import MASKED_LABEL as MASKED
 from tests import factories
 from tests.conftest import RunningHub, _wait_for_definitions
 from tests.factories import source_identity
@@ -261,3 +262,41 @@ def test_a_document_masked_to_professionals_shows_to_its_author_only(
     assert http.get(path, headers=colleague).status_code == 404
     listed = http.get("/DocumentReference", headers=colleague).json()
     assert listed["total"] == 0
+
+
+def test_a_read_by_id_shows_exactly_what_a_search_by_id_shows(
+    http: httpx.Client, ward: dict[str, Any]
+) -> None:
+    """A read knows its row's type and gets the policy's filter for that type alone; a
+    search gets the filter over every type. Both must keep the same rows."""
+    masked = _write(
+        http,
+        factories.observation(
+            subject=f"Patient/{ward['p']['id']}",
+            meta={"security": [{"system": MASKED[0], "code": MASKED[1]}]},
+        ),
+    )
+    resources = [ward["p"], ward["q"], ward["encounter"], ward["p_obs"], ward["q_obs"], masked]
+    users = [
+        as_user("Practitioner/dr-a", "CHA", "physician"),
+        as_user("Practitioner/nurse-b", "CHM", "nurse"),
+        as_user("Practitioner/dr-c", "CHL", "physician"),
+        as_user("Practitioner/sec-d", "CHM", "secretary"),
+        as_user("Practitioner/dim-e", "CHM", "dim"),
+        as_user("Practitioner/iv-f", "CHM", "identitovigilance"),
+        as_user("Practitioner/ph-g", "CHM", "pharmacist"),
+    ]
+    seen = set()
+    for user in users:
+        for resource in resources:
+            kind, rid = resource["resourceType"], resource["id"]
+            read = http.get(f"/{kind}/{rid}", headers=user).status_code
+            found = http.get(f"/{kind}", params={"_id": rid}, headers=user)
+            if found.status_code == 403:
+                assert read == 403, (user, kind)
+                continue
+            assert found.status_code == 200, found.text
+            shown = f"{kind}/{rid}" in _ids(found.json())
+            assert read == (200 if shown else 404), (user["X-Maillage-User"], kind)
+            seen.add(read)
+    assert seen == {200, 404}  # the users and rows above exercise both outcomes

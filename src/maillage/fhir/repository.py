@@ -168,8 +168,10 @@ class Repository:
     def _authorize(self, action: Action, resource_type: str, resource: Any = None) -> None:
         self.store.policy.authorize(self.ctx, action, resource_type, resource)
 
-    def _visible(self, action: Action, alias: str) -> sql.Composable:
-        return self.store.policy.sql_filter(self.ctx, action, alias)
+    def _visible(
+        self, action: Action, alias: str, resource_type: str | None = None
+    ) -> sql.Composable:
+        return self.store.policy.sql_filter(self.ctx, action, alias, resource_type)
 
     # -- reads --------------------------------------------------------------------
     async def read(self, resource_type: str, resource_id: str) -> StoredResource:
@@ -180,7 +182,7 @@ class Repository:
         else:
             # The hottest path: reads in flight together share one statement.
             found = await self.store.reads.fetch(
-                self._visible(Action.READ, "r"), resource_type, resource_id
+                self._visible(Action.READ, "r", resource_type), resource_type, resource_id
             )
         if found is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -200,8 +202,8 @@ class Repository:
             " AND v.id = %(i)s AND v.version_id = %(v)s AND {visible_v}"
         ).format(
             columns=sql.SQL(_STORED_COLUMNS),
-            visible_r=self._visible(Action.READ, "r"),
-            visible_v=self._visible(Action.READ, "v"),
+            visible_r=self._visible(Action.READ, "r", resource_type),
+            visible_v=self._visible(Action.READ, "v", resource_type),
         )
         async with self._single_statement() as conn:
             cursor = await conn.execute(
@@ -458,7 +460,7 @@ class Repository:
     async def _fetch(
         self, conn: psycopg.AsyncConnection, resource_type: str, resource_id: str
     ) -> StoredResource | None:
-        query = _FETCH_CURRENT + self._visible(Action.READ, "r")
+        query = _FETCH_CURRENT + self._visible(Action.READ, "r", resource_type)
         cursor = await conn.execute(query, (resource_type, resource_id))
         row = await cursor.fetchone()
         return StoredResource.from_row(row) if row else None
@@ -475,7 +477,7 @@ class Repository:
         query = sql.SQL(
             "SELECT r.rid, r.version_id, r.deleted, r.content_hash, ({visible}) FROM resource r"
             " WHERE r.resource_type = %s AND r.id = %s FOR UPDATE"
-        ).format(visible=self._visible(action, "r"))
+        ).format(visible=self._visible(action, "r", resource_type))
         cursor = await conn.execute(query, (resource_type, resource_id))
         row = await cursor.fetchone()
         if row is None:

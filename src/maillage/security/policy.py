@@ -36,8 +36,16 @@ class AccessPolicy(Protocol):
     ) -> None:
         """Raise ``maillage.errors.Forbidden`` when the action is refused."""
 
-    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
-        """A SQL boolean over the ``resource`` row ``table_alias`` that keeps visible rows."""
+    def sql_filter(
+        self,
+        ctx: RequestContext,
+        action: Action,
+        table_alias: str,
+        resource_type: str | None = None,
+    ) -> sql.Composable:
+        """A SQL boolean over the ``resource`` row ``table_alias`` that keeps visible rows;
+        ``resource_type``, when given, says every such row is of that type (a policy may
+        then answer with a simpler filter keeping the same rows)."""
 
 
 class AllowAll:
@@ -52,5 +60,11 @@ class AllowAll:
     ) -> None:
         return None
 
-    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
+    def sql_filter(
+        self,
+        ctx: RequestContext,
+        action: Action,
+        table_alias: str,
+        resource_type: str | None = None,
+    ) -> sql.Composable:
         return sql.SQL("TRUE")

@@ -33,7 +33,13 @@ class HidingPolicy(AllowAll):
         if ctx.who == "nurse" and resource_type in self.refused:
             raise Forbidden(f"nurse may not {action} {resource_type}")
 
-    def sql_filter(self, ctx: RequestContext, action: Action, table_alias: str) -> sql.Composable:
+    def sql_filter(
+        self,
+        ctx: RequestContext,
+        action: Action,
+        table_alias: str,
+        resource_type: str | None = None,
+    ) -> sql.Composable:
         if ctx.who != "nurse":
             return sql.SQL("TRUE")
         return sql.SQL("NOT coalesce({}.content @> {}::jsonb, false)").format(

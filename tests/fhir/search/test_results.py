@@ -168,7 +168,9 @@ def test_total_modes_and_hidden_rows(http: httpx.Client, hiding: HidingPolicy) -
 
 
 class SlowPolicy(AllowAll):
-    def sql_filter(self, ctx: Any, action: Any, table_alias: str) -> sql.Composable:
+    def sql_filter(
+        self, ctx: Any, action: Any, table_alias: str, resource_type: str | None = None
+    ) -> sql.Composable:
         return sql.SQL("pg_sleep(0.2) IS NOT NULL")
 
 
