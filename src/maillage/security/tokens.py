@@ -8,6 +8,11 @@ names an algorithm allowed for the key its ``kid`` designates (never ``none``, n
 symmetric one), its signature verifies, and its ``iss``, ``aud``, ``exp``, ``nbf`` and
 ``iat`` hold (with a small leeway). Keys are cached; an unknown ``kid`` refetches them
 (at most once per ``min_refresh_s``), then is refused. Every refusal is ``Unauthenticated``.
+
+An issuer whose tokens do not speak the hub's roles and sites (Pro Santé Connect: a
+profession code, the FINESS of each place of practice) maps them with ``role_map`` and
+``site_map``, read from the claims ``mapped_roles`` and ``mapped_sites`` name; an entry
+may start from a shipped ``preset`` (``security/claims.py``, ``data/psc_issuer.json``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from maillage.errors import ConfigurationError, Forbidden, Unauthenticated
+from maillage.security.claims import first, known_roles, mapped, strings, with_preset
 from maillage.security.context import RequestContext
 from maillage.security.scopes import ScopeSet
 
@@ -61,6 +67,10 @@ class ClaimNames(BaseModel):
     scopes: tuple[str, ...] = ("scope", "scp")
     organisation: tuple[str, ...] = ("organization", "organisation")
     purpose: tuple[str, ...] = ("purpose_of_use",)
+    # Every value at these paths (through lists) is looked up in the issuer's role_map /
+    # site_map, and what they give is added to the roles / sites above.
+    mapped_roles: tuple[str, ...] = ()
+    mapped_sites: tuple[str, ...] = ()
 
 
 class IssuerConfig(BaseModel):
@@ -68,6 +78,8 @@ class IssuerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # A shipped preset the entry starts from ("psc"): see security/claims.py.
+    preset: str | None = None
     name: str
     issuer: str
     jwks_uri: str | None = None
@@ -79,8 +91,19 @@ class IssuerConfig(BaseModel):
     # A ``who`` that is not a FHIR reference is an identifier of this system
     # (``system|value``): Pro Santé Connect's subject is an IdNat_PS.
     who_system: str | None = None
-    # Roles given to every user of this issuer when its tokens carry none.
+    # Roles given to every user of this issuer when its tokens carry or map none.
     default_roles: tuple[str, ...] = ()
+    # A value of the ``mapped_roles`` claims → hub roles (a profession code → physician).
+    role_map: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # A value of the ``mapped_sites`` claims → a hub site (a FINESS number → "CHM").
+    site_map: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("preset") is not None:
+            return with_preset(data)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> IssuerConfig:
@@ -90,7 +113,34 @@ class IssuerConfig(BaseModel):
         for url in (self.issuer, self.jwks_uri):
             if url is not None and not _secure(url):
                 raise ValueError(f"{url} must be https (plain http only on localhost)")
+        _check_maps(self)
         return self
+
+
+def _check_maps(config: IssuerConfig) -> None:
+    """Every role an issuer may give is one the access policy knows, and never a reserved
+    one; a map has claims to read its keys from: a slip would otherwise give the issuer's
+    users nothing, silently."""
+    where = f"issuer {config.name!r}"
+    given = [
+        (f"role_map[{key!r}]", role) for key, roles in config.role_map.items() for role in roles
+    ]
+    given += [("default_roles", role) for role in config.default_roles]
+    for field_name, role in given:
+        if role in RESERVED_ROLES:
+            raise ValueError(f"{where}: {field_name}: the role {role!r} is reserved to the hub")
+        if role not in known_roles():
+            raise ValueError(
+                f"{where}: {field_name}: unknown role {role!r}; the access policy knows "
+                f"{', '.join(sorted(known_roles()))}"
+            )
+    if config.role_map and not config.claims.mapped_roles:
+        raise ValueError(f"{where}: role_map needs claims.mapped_roles (where to read its keys)")
+    if config.site_map and not config.claims.mapped_sites:
+        raise ValueError(f"{where}: site_map needs claims.mapped_sites (where to read its keys)")
+    empty = sorted(key for key, site in config.site_map.items() if not site.strip())
+    if empty:
+        raise ValueError(f"{where}: site_map gives no site for {empty}")
 
 
 def _secure(url: str) -> bool:
@@ -310,26 +360,6 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _claim(claims: Mapping[str, Any], names: Sequence[str]) -> Any:
-    for name in names:
-        value: Any = claims
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        if value not in (None, "", []):
-            return value
-    return None
-
-
-def _strings(value: Any, *, separator: str | None = None) -> frozenset[str]:
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        return frozenset(value.split(separator) if separator is not None else [value])
-    if isinstance(value, list | tuple):
-        return frozenset(str(item) for item in value if item not in (None, ""))
-    return frozenset({str(value)})
-
-
 def _who(value: Any, config: IssuerConfig) -> str:
     text = str(value)
     # A fhirUser is an absolute or relative reference: keep "Practitioner/123".
@@ -341,19 +371,27 @@ def _who(value: Any, config: IssuerConfig) -> str:
 
 
 def context_from_claims(claims: Mapping[str, Any], config: IssuerConfig) -> RequestContext:
-    """The request context a token's claims give (who, sites, roles, scopes...)."""
+    """The request context a token's claims give (who, sites, roles, scopes...).
+
+    Roles are those the token names plus those its mapped claims give (``role_map``),
+    else the issuer's ``default_roles``; sites are those it names plus those ``site_map``
+    gives. A value a map does not list gives nothing."""
     names = config.claims
-    who = _claim(claims, names.who)
+    who = first(claims, names.who)
     if who is None:
         raise Unauthenticated("the access token names no subject")
-    sites = _strings(_claim(claims, names.sites))
-    roles = _strings(_claim(claims, names.roles)) or frozenset(config.default_roles)
+    issuer = config.name
+    sites = strings(first(claims, names.sites)) | frozenset(
+        mapped(claims, names.mapped_sites, config.site_map, what="site value", issuer=issuer)
+    )
+    given = mapped(claims, names.mapped_roles, config.role_map, what="role value", issuer=issuer)
+    roles = strings(first(claims, names.roles)).union(*given) or frozenset(config.default_roles)
     # "system" is the hub's own jobs (RequestContext.system), allowed everything: no
-    # token may claim it.
+    # token may claim it, nor a map give it (refused at load too).
     roles -= RESERVED_ROLES
-    scopes = ScopeSet.parse(_strings(_claim(claims, names.scopes), separator=" "), strict=False)
-    organisation = _claim(claims, names.organisation)
-    purpose = _claim(claims, names.purpose)
+    scopes = ScopeSet.parse(strings(first(claims, names.scopes), separator=" "), strict=False)
+    organisation = first(claims, names.organisation)
+    purpose = first(claims, names.purpose)
     return RequestContext(
         who=_who(who, config),
         site=next(iter(sites)) if len(sites) == 1 else None,
