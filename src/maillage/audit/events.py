@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote
@@ -155,6 +155,12 @@ def _coding(system: str, code: str, display: str | None = None) -> dict[str, str
     return coding
 
 
+_PERSON = _coding(ENTITY_TYPE_SYSTEM, "1", "Person")
+_PATIENT_ROLE = _coding(OBJECT_ROLE_SYSTEM, "1", "Patient")
+_OBJECT = _coding(ENTITY_TYPE_SYSTEM, "2", "System Object")
+_RESOURCE_ROLE = _coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource")
+
+
 def _purpose(ctx: RequestContext) -> list[dict[str, Any]]:
     purpose: dict[str, Any] = {"coding": [_coding(PURPOSE_SYSTEM, ctx.purpose)]}
     if ctx.purpose == BREAK_THE_GLASS:
@@ -207,41 +213,32 @@ def build_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """One AuditEvent (a plain JSON dict) for one access or change, about one patient
-    (or none)."""
+    (or none). ``ids`` are ids of ``resource_type`` or ``Type/id`` references."""
+    return build_events(
+        ctx, interaction, resource_type, [(patient_id, list(ids))], outcome, query,
+        recorded=recorded, hub=hub, event_ids=[event_id] if event_id else None,
+    )[0]  # fmt: skip
+
+
+def build_events(
+    ctx: RequestContext,
+    interaction: Interaction | str,
+    resource_type: str,
+    groups: Sequence[tuple[str | None, Sequence[str]]],
+    outcome: Outcome | BaseException | None = Outcome.SUCCESS,
+    query: str | None = None,
+    *,
+    recorded: dt.datetime,
+    hub: str = "maillage",
+    event_ids: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The AuditEvents of one access: one per (patient or None, resource ids) group. What
+    they share (agents, source, purpose, the query) is built once: a search page about
+    fifty patients makes fifty events."""
     interaction = Interaction(interaction)
     code, description = outcome_of(outcome)
-    entities: list[dict[str, Any]] = []
-    if patient_id is not None:
-        entities.append(
-            {
-                "what": {"reference": f"Patient/{patient_id}"},
-                "type": _coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
-            }
-        )
-    for resource_id in ids:
-        if resource_type == "Patient" and resource_id == patient_id:
-            continue
-        entities.append(
-            {
-                "what": {"reference": f"{resource_type}/{resource_id}"},
-                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
-            }
-        )
-    if query is not None:
-        text = redact_query(query)
-        entities.append(
-            {
-                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "24", "Query"),
-                "description": resource_type,
-                "query": base64.b64encode(text.encode()).decode("ascii"),
-            }
-        )
-    event: dict[str, Any] = {
+    shared: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": event_id or uuid.uuid4().hex,
         "type": _coding(EVENT_TYPE_SYSTEM, "rest", "Restful Operation"),
         "subtype": [_coding(INTERACTION_SYSTEM, interaction.value)],
         "action": ACTIONS[interaction],
@@ -256,6 +253,51 @@ def build_event(
             "type": [_coding(SOURCE_TYPE_SYSTEM, "4", "Application Server")],
         },
     }
-    if entities:
-        event["entity"] = entities
-    return event
+    query_entity = (
+        {
+            "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+            "role": _coding(OBJECT_ROLE_SYSTEM, "24", "Query"),
+            "description": resource_type,
+            "query": base64.b64encode(redact_query(query).encode()).decode("ascii"),
+        }
+        if query is not None
+        else None
+    )
+    events = []
+    for position, (patient_id, ids) in enumerate(groups):
+        entities = _entities(resource_type, ids, patient_id)
+        if query_entity is not None:
+            entities.append(query_entity)
+        event = {
+            "resourceType": "AuditEvent",
+            "id": event_ids[position] if event_ids else uuid.uuid4().hex,
+            **shared,
+        }
+        if entities:
+            event["entity"] = entities
+        events.append(event)
+    return events
+
+
+def _entities(
+    resource_type: str, ids: Iterable[str], patient_id: str | None
+) -> list[dict[str, Any]]:
+    entities: list[dict[str, Any]] = []
+    if patient_id is not None:
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{patient_id}"},
+                "type": _PERSON,
+                "role": _PATIENT_ROLE,
+            }
+        )
+    own = f"Patient/{patient_id}"
+    for resource_id in ids:
+        # "Type/id" names a resource of another type (a search's includes); a FHIR id
+        # never holds a "/".
+        reference = resource_id if "/" in resource_id else f"{resource_type}/{resource_id}"
+        if reference != own:
+            entities.append(
+                {"what": {"reference": reference}, "type": _OBJECT, "role": _RESOURCE_ROLE}
+            )
+    return entities

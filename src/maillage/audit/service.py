@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,7 +40,7 @@ from maillage.audit.events import (
     BREAK_THE_GLASS,
     Interaction,
     Outcome,
-    build_event,
+    build_events,
 )
 from maillage.errors import Forbidden, InvalidRequest
 from maillage.security.context import RequestContext
@@ -109,29 +109,32 @@ class AuditTrail:
         patient_ids: Iterable[str] = (),
         outcome: Outcome | BaseException | None = Outcome.SUCCESS,
         query: str | None = None,
+        *,
+        groups: Sequence[tuple[str | None, Sequence[str]]] | None = None,
     ) -> list[store.PendingEvent]:
-        """The events of one access: one per patient (one without patient if none)."""
+        """The events of one access: one per patient (one without patient if none), each
+        naming ``ids``; or, with ``groups``, one per (patient or None, ids) group."""
         interaction = Interaction(action)
         recorded = self._clock()
-        ids = list(dict.fromkeys(ids))
-        patients: list[str | None] = list(dict.fromkeys(patient_ids)) or [None]
-        events = []
-        for patient in patients:
-            body = build_event(
-                ctx, interaction, resource_type, ids, patient, outcome, query,
-                recorded=recorded, hub=self.hub,
-            )  # fmt: skip
-            events.append(
-                store.PendingEvent(
-                    recorded=recorded,
-                    patient_id=patient,
-                    who=ctx.who,
-                    action=ACTIONS[interaction],
-                    outcome=int(body["outcome"]),
-                    body=body,
-                )
+        if groups is None:
+            shared_ids = list(dict.fromkeys(ids))
+            patients: list[str | None] = list(dict.fromkeys(patient_ids)) or [None]
+            groups = [(patient, shared_ids) for patient in patients]
+        bodies = build_events(
+            ctx, interaction, resource_type, groups, outcome, query,
+            recorded=recorded, hub=self.hub,
+        )  # fmt: skip
+        return [
+            store.PendingEvent(
+                recorded=recorded,
+                patient_id=patient,
+                who=ctx.who,
+                action=ACTIONS[interaction],
+                outcome=int(body["outcome"]),
+                body=body,
             )
-        return events
+            for (patient, _), body in zip(groups, bodies, strict=True)
+        ]
 
     async def record(
         self,
@@ -143,14 +146,17 @@ class AuditTrail:
         outcome: Outcome | BaseException | None = Outcome.SUCCESS,
         query: str | None = None,
         *,
+        groups: Sequence[tuple[str | None, Sequence[str]]] | None = None,
         conn: psycopg.AsyncConnection | None = None,
         wait: bool = True,
     ) -> None:
         """Record one access or change. ``outcome``: an ``Outcome`` or the error the
-        request ended with. ``conn``: the write's open transaction (the event commits or
-        rolls back with it). Without it: through the batching writer, awaited unless
-        ``wait=False``."""
-        events = self.events(ctx, action, resource_type, ids, patient_ids, outcome, query)
+        request ended with. ``groups``: see ``events``. ``conn``: the write's open
+        transaction (the event commits or rolls back with it). Without it: through the
+        batching writer, awaited unless ``wait=False``."""
+        events = self.events(
+            ctx, action, resource_type, ids, patient_ids, outcome, query, groups=groups
+        )
         if conn is not None:
             await store.append(conn, events)
             return

@@ -32,9 +32,11 @@ _HEAD: Final = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
 _INSERT: Final = (
     f"INSERT INTO audit_event ({_COLUMNS})"
     " SELECT s, r, p, w, a, o, b::jsonb, ph, h FROM unnest("
-    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::smallint[],"
-    " %s::text[], %s::bytea[], %s::bytea[]) AS t(s, r, p, w, a, o, b, ph, h)"
+    " %b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::smallint[],"
+    " %b::text[], %b::bytea[], %b::bytea[]) AS t(s, r, p, w, a, o, b, ph, h)"
 )
+# The arrays go in binary (%b): in text, each JSON body's quotes are escaped one regex
+# substitution at a time, which made a search page about 40 patients cost 20 ms.
 
 
 @dataclass(frozen=True, slots=True)

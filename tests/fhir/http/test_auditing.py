@@ -71,3 +71,51 @@ def test_the_patients_access_report_lists_who_looked(http: httpx.Client, databas
     assert "Practitioner/dr-audit" in whos
     refused = http.get("/AuditEvent", params={"patient": patient["id"]}, headers=DOCTOR)
     assert refused.status_code == 403
+
+
+def _search_events(database_url: str, count: int) -> dict[str | None, list[str]]:
+    """patient id -> the resources named by the search events about that patient."""
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT patient_id, body FROM audit_event"
+                " WHERE body->'subtype'->0->>'code' = 'search-type' ORDER BY seq"
+            ).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return {
+                patient: sorted(
+                    entity["what"]["reference"]
+                    for entity in body.get("entity", [])
+                    if "what" in entity and entity["role"]["code"] != "1"
+                )
+                for patient, body in rows
+            }
+        time.sleep(0.05)
+
+
+def test_a_search_is_audited_once_per_patient_naming_that_patients_resources(
+    http: httpx.Client, clean_database: str
+) -> None:
+    first, second = (
+        http.post("/Patient", json=factories.patient(), headers=DOCTOR).json() for _ in range(2)
+    )
+    observations = {
+        patient["id"]: [
+            http.post(
+                "/Observation",
+                json=factories.observation(subject=f"Patient/{patient['id']}"),
+                headers=DOCTOR,
+            ).json()["id"]
+            for _ in range(2)
+        ]
+        for patient in (first, second)
+    }
+    found = http.get("/Observation", params={"_include": "Observation:subject"}, headers=DOCTOR)
+    assert found.status_code == 200 and len(found.json()["entry"]) == 6
+
+    events = _search_events(clean_database, 2)
+
+    assert events == {
+        patient: sorted(f"Observation/{o}" for o in ids) for patient, ids in observations.items()
+    }

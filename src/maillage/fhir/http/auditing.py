@@ -54,24 +54,41 @@ async def record_exchange(request: Request, response: Response, ctx: RequestCont
         else Outcome.SERIOUS_FAILURE
     )
     resources = _resources(response) if outcome == Outcome.SUCCESS else []
-    ids = [str(r.get("id")) for r in resources if r.get("id")] or (
-        [resource_id] if resource_id else []
-    )
-    patients = sorted({p for r in resources for p in patients_of(r)})
     query = request.url.query or None
+    searched = interaction in (Interaction.SEARCH, Interaction.SEARCH_SYSTEM)
+    groups = _by_patient(resources)
+    if not groups:
+        groups = {None: [resource_id] if resource_id else []}
     try:
+        # One event per patient, naming that patient's resources only: "who looked at my
+        # record" reads one event per access, and a page about fifty patients makes fifty
+        # small events, not fifty events each naming every result.
         await trail.record(
             ctx,
             interaction,
             resource_type or "Resource",
-            ids,
-            patients,
-            outcome,
-            query if interaction in (Interaction.SEARCH, Interaction.SEARCH_SYSTEM) else None,
+            outcome=outcome,
+            query=query if searched else None,
+            groups=list(groups.items()),
             wait=interaction in _WRITES,
         )
     except Exception:
         log.exception("audit: the exchange on %s could not be recorded", resource_type)
+
+
+def _by_patient(resources: list[dict[str, Any]]) -> dict[str | None, list[str]]:
+    """``Type/id`` of each resource, grouped by the patients it is about (None: about
+    no patient)."""
+    groups: dict[str | None, list[str]] = {}
+    for resource in resources:
+        resource_id = resource.get("id")
+        if not resource_id:
+            continue
+        reference = f"{resource.get('resourceType')}/{resource_id}"
+        patients: list[str | None] = [*sorted(patients_of(resource))] or [None]
+        for patient in patients:
+            groups.setdefault(patient, []).append(reference)
+    return groups
 
 
 def _interaction(method: str, path: str) -> tuple[Interaction, str | None, str | None]:
