@@ -36,6 +36,7 @@ NOT_BENCHMARKS = {
     "scale_data",
     "scale_queries",
     "scale_report",
+    "hl7_messages",
 }
 # --quick: shorter runs, to check that everything works (not for the record).
 QUICK_ARGS: dict[str, list[str]] = {
@@ -47,6 +48,16 @@ QUICK_ARGS: dict[str, list[str]] = {
     "scale": ["--resources", "30000", "--requests", "30"],
     "hl7_ack": ["--duration", "3", "--warmup", "1"],
     "identity_febrl": ["--rounds", "1"],
+    "hl7_pipeline": [
+        "--patients",
+        "2000",
+        "--adt",
+        "400",
+        "--oru",
+        "200",
+        "--sustained-seconds",
+        "5",
+    ],
 }
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from maillage.errors import InvalidRequest
+from maillage.app import access_policy
+from maillage.demo.senders import demo_senders
+from maillage.errors import Forbidden, InvalidRequest
+from maillage.hl7v2.sites import SiteRegistry
+from maillage.security import RequestContext
 from maillage.security.policy import Action
 from maillage.security.scopes import ScopeSet, letters_for, parse_scope
+from maillage.settings import Settings
 
 
 def test_v1_read_and_write_map_to_v2_letters() -> None:
@@ -125,3 +132,25 @@ def test_covers_and_narrowing() -> None:
 def test_texts_round_trip() -> None:
     text = "openid user/*.cruds patient/Observation.read"
     assert ScopeSet.parse(text).texts == set(text.split())
+
+
+def _care_policy() -> Any:
+    return access_policy(Settings(access_policy="care"), SiteRegistry(demo_senders()))
+
+
+def test_resource_scopes_narrow_a_users_rights_and_openid_scopes_narrow_nothing() -> None:
+    """An identity provider's token often carries only OpenID scopes: they say nothing
+    about resources, so the user's own rights apply; SMART resource scopes narrow them."""
+    policy = _care_policy()
+
+    def doctor(*scopes: str) -> RequestContext:
+        return RequestContext(
+            who="Practitioner/dr-x", site="CHM", roles=frozenset({"physician"}),
+            scopes=frozenset(scopes),
+        )  # fmt: skip
+
+    policy.authorize(doctor("openid", "profile"), Action.READ, "Observation")
+    policy.authorize(doctor(), Action.SEARCH, "Observation")
+    policy.authorize(doctor("openid", "user/Patient.rs"), Action.READ, "Patient")
+    with pytest.raises(Forbidden, match="scopes"):
+        policy.authorize(doctor("openid", "user/Patient.rs"), Action.READ, "Observation")

@@ -72,8 +72,11 @@ class CarePolicy:
         if not any(self.matrix.allows(role, action, resource_type) for role in ctx.roles):
             roles = ", ".join(sorted(ctx.roles)) or "no role"
             raise Forbidden(f"{roles}: may not {action.value} {resource_type}")
-        # A signed-in client's token may narrow what its user may do (SMART scopes).
-        if ctx.scopes and not _scopes(frozenset(ctx.scopes)).allows(action, resource_type):
+        # A signed-in client's token may narrow what its user may do (SMART scopes). A
+        # token naming no resource scope (an IdP's "openid profile") narrows nothing: the
+        # user's own rights apply.
+        scopes = _scopes(frozenset(ctx.scopes)) if ctx.scopes else None
+        if scopes is not None and scopes.resource and not scopes.allows(action, resource_type):
             raise Forbidden(
                 f"the access token's scopes do not allow {action.value} on {resource_type}"
             )
