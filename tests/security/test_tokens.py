@@ -291,3 +291,27 @@ def test_the_challenge_header() -> None:
         'Bearer realm="maillage", error="invalid_token", '
         "error_description=\"the 'token' expired ' now\""
     )
+
+
+def test_a_token_accepted_earlier_is_refused_once_it_expires(idp_keys: SigningKeys) -> None:
+    """Accepted tokens are remembered (a client sends one with every request), never past
+    their expiry."""
+    config = IssuerConfig(name="ght", issuer=ISSUER, jwks=idp_keys.jwks())
+    validator = TokenValidator([config], audience=AUDIENCE, leeway_s=0)
+    token = idp_keys.token(exp=int(time.time()) + 2)
+    assert _validate(validator, token).who == "Practitioner/pr-1"
+    assert _validate(validator, token).who == "Practitioner/pr-1"
+    time.sleep(2.5)
+    assert "expired" in _refused(validator, token).message
+
+
+def test_a_remembered_token_is_checked_again_against_a_withdrawn_key(
+    idp_keys: SigningKeys,
+) -> None:
+    clock = Monotonic()
+    without_ec = {"keys": [k for k in idp_keys.jwks()["keys"] if k["kid"] != "ec-1"]}
+    validator = _validator(idp_keys, documents=[idp_keys.jwks(), without_ec], clock=clock)
+    token = idp_keys.token(kid="ec-1")
+    assert _validate(validator, token).who == "Practitioner/pr-1"
+    clock.now += 3601  # the issuer's keys are fetched again: ec-1 is gone
+    assert "key id" in _refused(validator, token).message

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,10 @@ ASYMMETRIC = frozenset(alg for algs in _ALGORITHMS_BY_KEY.values() for alg in al
 RESERVED_ROLES = frozenset({"system"})
 # The national identifier of health professionals (IdNat_PS: RPPS/ADELI-based).
 IDNAT_PS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+
+# How long, and how many, accepted tokens are remembered (TokenValidator.validate).
+ACCEPTED_MAX_AGE_S = 60.0
+ACCEPTED_MAX_ENTRIES = 10_000
 
 FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -303,12 +308,36 @@ class TokenValidator:
         }
         if len(self._sets) != len(issuers):
             raise ConfigurationError("two trusted issuers share one issuer identifier")
+        self._clock = clock
+        # Tokens accepted lately: a client sends the same token with each request, and
+        # checking its signature again costs more than the read it carries. An entry
+        # serves at most ACCEPTED_MAX_AGE_S (a key withdrawn by its issuer stops being
+        # trusted soon) and never past the token's expiry.
+        self._accepted: OrderedDict[str, tuple[float, Validated]] = OrderedDict()
 
     @property
     def issuers(self) -> list[IssuerConfig]:
         return [key_set.config for key_set in self._sets.values()]
 
     async def validate(self, token: str) -> Validated:
+        cached = self._accepted.get(token)
+        if cached is not None:
+            accepted_at, validated = cached
+            expiry = validated.claims.get("exp")
+            if (
+                self._clock() - accepted_at < ACCEPTED_MAX_AGE_S
+                and isinstance(expiry, int | float)
+                and time.time() < expiry + self.leeway_s
+            ):
+                return validated
+            del self._accepted[token]
+        validated = await self._validate(token)
+        self._accepted[token] = (self._clock(), validated)
+        if len(self._accepted) > ACCEPTED_MAX_ENTRIES:
+            self._accepted.popitem(last=False)
+        return validated
+
+    async def _validate(self, token: str) -> Validated:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
