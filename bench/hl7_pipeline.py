@@ -90,6 +90,7 @@ from bench.http_common import (
 )
 from bench.identity_online import PERSONS_PER_RECORD, load_base
 from bench.identity_territory_data import generate
+from maillage.hl7v2.processing import BUSY_LOCK_TIMEOUT_MS
 
 TARGET_ADT = 500.0
 TARGET_ORU = 300.0
@@ -446,11 +447,27 @@ class StoreFloor:
         async def worker(ops: list[FloorOp]) -> None:
             from maillage.fhir.repository import Repository
 
-            for start in range(0, len(ops), BATCH):
+            # As the gateway's processor does: after a transaction's first operation,
+            # lock waits are bounded, and a busy operation starts the next transaction
+            # (two lanes' transactions would otherwise deadlock on the patient index's
+            # blocking keys).
+            start = 0
+            while start < len(ops):
                 async with self.database.transaction() as conn:
-                    for op in ops[start : start + BATCH]:
-                        async with conn.transaction():
-                            await op.run(Repository(self.store, contexts[op.site], conn))
+                    for position, op in enumerate(ops[start : start + BATCH]):
+                        if position == 1:
+                            await conn.execute(
+                                f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'"
+                            )
+                        try:
+                            async with conn.transaction():
+                                await op.run(Repository(self.store, contexts[op.site], conn))
+                        except (
+                            psycopg.errors.LockNotAvailable,
+                            psycopg.errors.DeadlockDetected,
+                        ):
+                            break
+                        start += 1
 
         count = sum(len(lane) for lane in lanes)
         postgres = _tree_cpu_s(self.postmaster) if self.postmaster else 0.0
@@ -1003,7 +1020,8 @@ def report(
         if rate_b < target:
             lines.append(
                 f"- {label}: the FHIR writes alone ({rate_b:,.0f}/s) are below the target "
-                f"({target:.0f}/s): the HL7 layer cannot meet it on this machine, whatever it does."
+                f"({target:.0f}/s): the HL7 layer cannot meet it on this machine over the "
+                "store as it is (the bound is the store's write path, not PostgreSQL)."
             )
         if rate_a >= target and rate_b >= target:
             lines.append(
