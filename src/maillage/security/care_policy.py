@@ -183,35 +183,38 @@ class CarePolicy:
         )
 
     def _compartment_granted(
-        self, ctx: RequestContext, alias: sql.Composable, params: Sequence[str]
+        self, ctx: RequestContext, alias: sql.Composable, params: Sequence[str] | None
     ) -> sql.Composable:
-        """A grant for a patient the row links to through one of its compartment
-        parameters ``params`` (the row's type known)."""
-        if not params:
+        """A grant for a patient the row links to through a compartment parameter: one of
+        ``params`` when the row's type is known, else the parameter of the row's type."""
+        if params is not None and not params:
             return sql.SQL("FALSE")
+        join: sql.Composable
+        link: sql.Composable
+        if params is not None:
+            # the row's type is known: its parameters alone
+            join = sql.SQL("")
+            link = sql.SQL(" AND care_x.param = ANY({})").format(sql.Literal(list(params)))
+        else:
+            join = sql.SQL(
+                " JOIN unnest({}::text[], {}::text[]) AS care_m(t, c)"
+                " ON care_x.resource_type = care_m.t AND care_x.param = care_m.c"
+            ).format(sql.Literal(self._link_types), sql.Literal(self._link_params))
+            link = sql.SQL("")
         return sql.SQL(
-            "EXISTS (SELECT 1 FROM sp_reference care_x"
-            " WHERE care_x.rid = {alias}.rid AND care_x.param = ANY({params})"
+            "EXISTS (SELECT 1 FROM sp_reference care_x{join}"
+            " WHERE care_x.rid = {alias}.rid{link}"
             " AND care_x.target_type = 'Patient' AND {granted})"
         ).format(
+            join=join,
             alias=alias,
-            params=sql.Literal(list(params)),
+            link=link,
             granted=self._granted(ctx, sql.SQL("care_x.target_id")),
         )
 
     def _in_care(self, ctx: RequestContext, alias: sql.Composable) -> sql.Composable:
         patient_row = self._granted(ctx, sql.SQL("{}.id").format(alias))
-        compartment_row = sql.SQL(
-            "EXISTS (SELECT 1 FROM sp_reference care_x"
-            " JOIN unnest({types}::text[], {params}::text[]) AS care_m(t, c)"
-            " ON care_x.resource_type = care_m.t AND care_x.param = care_m.c"
-            " WHERE care_x.rid = {alias}.rid AND care_x.target_type = 'Patient' AND {granted})"
-        ).format(
-            types=sql.Literal(self._link_types),
-            params=sql.Literal(self._link_params),
-            alias=alias,
-            granted=self._granted(ctx, sql.SQL("care_x.target_id")),
-        )
+        compartment_row = self._compartment_granted(ctx, alias, None)
         return sql.SQL("(CASE WHEN {}.resource_type = 'Patient' THEN {} ELSE {} END)").format(
             alias, patient_row, compartment_row
         )
