@@ -390,7 +390,7 @@ class StoreFloor:
 
     def oru_ops(self, messages: list[tuple[Identity, Message]]) -> list[list[FloorOp]]:
         """Per message: ResultsHandler's patient and encounter searches, ten Observations
-        and the DiagnosticReport by conditional update."""
+        (one group) and the DiagnosticReport by conditional update."""
         from maillage.hl7v2.results import _order_groups
         from maillage.hl7v2.results_mapping import (
             criteria,
@@ -487,10 +487,16 @@ class StoreFloor:
         }
 
 
+async def _found(repo: Any, resource_type: str, criteria: list[tuple[str, str]]) -> list[Any]:
+    """The handlers' lookup of a patient by IPP or a visit by number (no escapes here)."""
+    ((_, token),) = criteria
+    system, value = token.split("|")
+    return list(await repo.find_identified(resource_type, system, value))
+
+
 def _a28_op(by_ipp: list[tuple[str, str]], body: dict[str, Any]) -> Op:
     async def run(repo: Any) -> None:
-        page = await repo.search("Patient", [*by_ipp, ("_count", "2")])
-        if page.entries:
+        if await _found(repo, "Patient", by_ipp):
             raise BenchError("store floor: the A28's IPP is already known")
         await repo.conditional_update("Patient", by_ipp, body)
 
@@ -499,13 +505,12 @@ def _a28_op(by_ipp: list[tuple[str, str]], body: dict[str, Any]) -> Op:
 
 def _a01_op(by_ipp: list[tuple[str, str]], by_visit: list[tuple[str, str]], body: Any) -> Op:
     async def run(repo: Any) -> None:
-        page = await repo.search("Patient", [*by_ipp, ("_count", "2")])
-        if len(page.entries) != 1:
+        patients = await _found(repo, "Patient", by_ipp)
+        if len(patients) != 1:
             raise BenchError("store floor: the A01's patient is not (only once) known")
-        visits = await repo.search("Encounter", [*by_visit, ("_count", "2")])
-        if visits.entries:
+        if await _found(repo, "Encounter", by_visit):
             raise BenchError("store floor: the A01's visit is already open")
-        written = {**body, "subject": {"reference": f"Patient/{page.entries[0].id}"}}
+        written = {**body, "subject": {"reference": f"Patient/{patients[0].id}"}}
         await repo.conditional_update("Encounter", by_visit, written)
 
     return run
@@ -524,17 +529,17 @@ def _oru_op(
         return criteria(first["system"], first["value"])
 
     async def run(repo: Any) -> None:
-        page = await repo.search("Patient", [*by_ipp, ("_count", "2")])
-        if len(page.entries) != 1:
+        patients = await _found(repo, "Patient", by_ipp)
+        if len(patients) != 1:
             raise BenchError("store floor: the ORU's patient is not (only once) known")
-        links: dict[str, Any] = {"subject": {"reference": f"Patient/{page.entries[0].id}"}}
-        visits = await repo.search("Encounter", [*by_visit, ("_count", "2")])
-        if len(visits.entries) == 1:
-            links["encounter"] = {"reference": f"Encounter/{visits.entries[0].id}"}
-        ids = []
-        for body in observations:
-            outcome = await repo.conditional_update("Observation", key(body), {**body, **links})
-            ids.append(outcome.resource.id)
+        links: dict[str, Any] = {"subject": {"reference": f"Patient/{patients[0].id}"}}
+        visits = await _found(repo, "Encounter", by_visit)
+        if len(visits) == 1:
+            links["encounter"] = {"reference": f"Encounter/{visits[0].id}"}
+        outcomes = await repo.conditional_update_many(
+            "Observation", [(key(body), {**body, **links}) for body in observations]
+        )
+        ids = [outcome.resource.id for outcome in outcomes]
         results = [{"reference": f"Observation/{rid}"} for rid in ids]
         written = {**report, **links, "result": results}
         await repo.conditional_update("DiagnosticReport", key(report), written)

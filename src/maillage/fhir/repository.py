@@ -9,7 +9,7 @@ extract index rows and write everything in one transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +28,7 @@ from maillage.errors import (
     NotFound,
     PreconditionFailed,
 )
-from maillage.fhir import sql_writes
+from maillage.fhir import batch_writes, sql_writes
 from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.matching import single_match
@@ -369,6 +369,11 @@ class Repository:
                 f"resourceType {found!r} does not match the URL type {resource_type!r}"
             )
         async with self.atomic() as repo, repo._connection() as conn:
+            if batch_writes.eligible(self, resource_type, [(criteria, resource)]):
+                (outcome,) = await batch_writes.conditional_update_many(
+                    repo, conn, resource_type, [(criteria, resource)]
+                )
+                return outcome
             match = await repo._single_match(conn, resource_type, criteria)
             if match is None:
                 if isinstance(resource, dict) and resource.get("id"):
@@ -378,6 +383,33 @@ class Repository:
                 raise IdMismatch("the body's id differs from the resource the criteria matched")
             body = {**resource, "id": match.id} if isinstance(resource, dict) else resource
             return await repo.update(resource_type, match.id, body)
+
+    async def conditional_update_many(
+        self, resource_type: str, items: Sequence[tuple[list[tuple[str, str]], Any]]
+    ) -> list[WriteOutcome]:
+        """Each item's ``conditional_update`` in one transaction, outcomes in item order; a
+        group by identifier takes a few statements in all (``batch_writes``)."""
+        require_known_type(resource_type)
+        if not batch_writes.eligible(self, resource_type, items):
+            async with self.atomic() as repo:
+                return [await repo.conditional_update(resource_type, c, r) for c, r in items]
+        async with self.atomic() as repo, repo._connection() as conn:
+            return await batch_writes.conditional_update_many(repo, conn, resource_type, items)
+
+    async def find_identified(
+        self, resource_type: str, system: str, value: str
+    ) -> list[StoredResource]:
+        """What ``{type}?identifier=system|value&_count=2`` finds (none, one, or two of
+        several), without the search engine's work around one token lookup."""
+        async with self._single_statement() as conn:
+            found = await batch_writes.find_identified(self, conn, resource_type, system, value)
+        if found is None:
+            escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
+            page = await self.search(
+                resource_type, [("identifier", f"{system}|{escaped}"), ("_count", "2")]
+            )
+            return page.entries
+        return found
 
     async def patch(
         self,

@@ -195,3 +195,63 @@ async def mark_deleted(
     conn: psycopg.AsyncConnection, *, rid: int, version_id: int, last_updated: datetime
 ) -> None:
     await conn.execute(_DELETE_RESOURCE, {"rid": rid, "vid": version_id, "ts": last_updated})
+
+
+# Many new resources of one type and their index rows in one statement (a feed's group of
+# results): the bodies go as one JSON array of the texts already serialised, each index
+# row carries its resource's id first, to find the rid the insert gave it.
+_INSERT_MANY = (
+    """
+WITH r AS (
+  INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, method,
+                        content, content_hash)
+  SELECT %(type)s, x.id, 1, %(ts)s, false, %(method)s, b.value::jsonb, x.hash
+  FROM unnest(%(ids)s::text[], %(hashes)s::bytea[]) WITH ORDINALITY AS x(id, hash, n)
+  JOIN json_array_elements(%(bodies)s::json) WITH ORDINALITY AS b(value, n) USING (n)
+  RETURNING rid, resource_type, id),
+"""
+    + ",\n".join(
+        f"  ins_{spec.table} AS (INSERT INTO {spec.table}"
+        f" (rid, resource_type, param, {spec.column_names})"
+        f" SELECT r.rid, r.resource_type, e->>1, {spec.values_from_json(2)}"
+        f" FROM json_array_elements(%({spec.key})s::json) AS e JOIN r ON r.id = e->>0)"
+        for spec in INDEX_TABLES
+    )
+    + "\nSELECT count(*) FROM r"
+)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A resource's first version, stamped and serialised, with its index rows."""
+
+    resource_id: str
+    body: str
+    content_hash: bytes
+    rows: IndexRows
+
+
+async def insert_resources(
+    conn: psycopg.AsyncConnection,
+    *,
+    resource_type: str,
+    last_updated: datetime,
+    method: str,
+    resources: list[NewVersion],
+) -> None:
+    params: dict[str, Any] = {
+        "type": resource_type,
+        "ts": last_updated,
+        "method": method,
+        "ids": [new.resource_id for new in resources],
+        "hashes": [new.content_hash for new in resources],
+        "bodies": "[" + ",".join(new.body for new in resources) + "]",
+    }
+    for spec in INDEX_TABLES:
+        keyed = [
+            (new.resource_id, *row) for new in resources for row in getattr(new.rows, spec.field)
+        ]
+        params[spec.key] = orjson.dumps(keyed, default=exact_decimal).decode()
+    cursor = await conn.execute(_INSERT_MANY, params)
+    row = await cursor.fetchone()
+    assert row is not None and row[0] == len(resources)

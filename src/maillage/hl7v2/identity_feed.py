@@ -83,10 +83,10 @@ class _Handler:
 
     @staticmethod
     async def _find(repo: Repository, system: str, value: str, where: str) -> Found | None:
-        page = await repo.search("Patient", [*criteria(system, value), ("_count", "2")])
-        if len(page.entries) > 1:
+        found = await repo.find_identified("Patient", system, value)
+        if len(found) > 1:
             raise IdentityDataError(f"{where}: several Patients carry this identifier")
-        entry = page.entries[0] if page.entries else None
+        entry = found[0] if found else None
         if entry is None or entry.body is None:
             return None
         return Found(entry.id, dict(orjson.loads(entry.body)), entry.version_id)

@@ -134,10 +134,10 @@ class MovementsHandler:
         patient_id = await patient_of(repo, message, site)
         subject = f"Patient/{patient_id}"
         visit_criteria = criteria(site.visit_number_system, read.visit)
-        page = await repo.search("Encounter", [*visit_criteria, ("_count", "2")])
-        if len(page.entries) > 1:
+        visits = await repo.find_identified("Encounter", site.visit_number_system, read.visit)
+        if len(visits) > 1:
             raise MovementDataError(f"PV1-19: several Encounters carry visit {read.visit!r}")
-        current: dict[str, Any] = orjson.loads(page.entries[0].body or "{}") if page.entries else {}
+        current: dict[str, Any] = orjson.loads(visits[0].body or "{}") if visits else {}
         if not current and not (read.action == "INSERT" and trigger in OPENING):
             raise MovementDataError(
                 f"PV1-19: no visit {read.visit!r} at site {site.code}: {trigger} needs the "
@@ -208,11 +208,11 @@ async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -
     ipp = site_ipp_of(message, site)  # the ORU handler's rule, shared
     if not ipp:
         raise MovementDataError(f"PID-3: no IPP of site {site.code}")
-    page = await repo.search("Patient", [*criteria(site.ipp_system, ipp), ("_count", "2")])
-    if len(page.entries) != 1:
-        how = "no Patient carries" if not page.entries else "several Patients carry"
+    found = await repo.find_identified("Patient", site.ipp_system, ipp)
+    if len(found) != 1:
+        how = "no Patient carries" if not found else "several Patients carry"
         raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
-    return page.entries[0].id
+    return found[0].id
 
 
 def register_movements(registry: HandlerRegistry, store: FhirStore) -> None:

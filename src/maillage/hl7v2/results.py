@@ -6,8 +6,9 @@ encounter the one carrying PV1-19 as the site's visit number, when there is one.
 OBR gives one DiagnosticReport (identifier: the site's filler order number, OBR-3) and
 each of its OBX one Observation (identifier: filler order + OBX-1 [+ OBX-4]).
 
-Every write is a conditional update by identifier through the FHIR repository, on the
-message's own transaction: a replay leaves the same resources (an identical content
+Every write is a conditional update by identifier through the FHIR repository (an
+order's specimens, then its results, each group in a few statements), on the message's
+own transaction: a replay leaves the same resources (an identical content
 makes no new version), a correction (OBX-11 = C) is a new version of the same
 Observation, and a failure anywhere writes nothing. Each SPM gives a Specimen (identifier:
 SPM-2, else filler order + position), referenced by the report and its results.
@@ -78,18 +79,19 @@ class ResultsHandler:
             planned.append((obr, order, observations, specimens))
         written = 0
         for obr, order, observations, specimens in planned:
-            specimen_refs = []
-            for body in specimens:
-                outcome = await repo.conditional_update("Specimen", _criteria(body), body)
-                specimen_refs.append({"reference": f"Specimen/{outcome.resource.id}"})
-                written += outcome.changed
-            result_ids = []
+            outcomes = await repo.conditional_update_many(
+                "Specimen", [(_criteria(body), body) for body in specimens]
+            )
+            specimen_refs = [{"reference": f"Specimen/{o.resource.id}"} for o in outcomes]
+            written += sum(o.changed for o in outcomes)
             for body in observations:
                 if specimen_refs:
                     body["specimen"] = specimen_refs[0]
-                outcome = await repo.conditional_update("Observation", _criteria(body), body)
-                result_ids.append(outcome.resource.id)
-                written += outcome.changed
+            outcomes = await repo.conditional_update_many(
+                "Observation", [(_criteria(body), body) for body in observations]
+            )
+            result_ids = [o.resource.id for o in outcomes]
+            written += sum(o.changed for o in outcomes)
             report = diagnostic_report(obr, order, site, links, result_ids)
             if specimen_refs:
                 report["specimen"] = specimen_refs
@@ -102,16 +104,16 @@ class ResultsHandler:
         ipp = site_ipp_of(message, site)
         if not ipp:
             raise ResultDataError(f"PID-3: no IPP of site {site.code}")
-        page = await repo.search("Patient", [*criteria(site.ipp_system, ipp), ("_count", "2")])
-        if not page.entries:
+        found = await repo.find_identified("Patient", site.ipp_system, ipp)
+        if not found:
             raise UnknownPatient(
                 f"PID-3: no Patient carries this IPP of site {site.code} ({site.ipp_system})"
             )
-        if len(page.entries) > 1:
+        if len(found) > 1:
             raise UnknownPatient(
                 f"PID-3: several Patients carry this IPP of site {site.code} ({site.ipp_system})"
             )
-        return page.entries[0].id
+        return found[0].id
 
     async def _encounter(
         self, repo: Repository, message: hl7.Message, site: SiteConfig, message_id: int
@@ -123,17 +125,15 @@ class ResultsHandler:
         visit = leaf(pv1, 19)
         if not visit:
             return None
-        page = await repo.search(
-            "Encounter", [*criteria(site.visit_number_system, visit), ("_count", "2")]
-        )
-        if len(page.entries) != 1:
+        visits = await repo.find_identified("Encounter", site.visit_number_system, visit)
+        if len(visits) != 1:
             log.info(
                 "hl7 message %d: PV1-19 matches %s encounters: no encounter referenced",
                 message_id,
-                len(page.entries) or "no",
+                len(visits) or "no",
             )
             return None
-        return page.entries[0].id
+        return visits[0].id
 
 
 def _criteria(resource: dict[str, Any]) -> list[tuple[str, str]]:
