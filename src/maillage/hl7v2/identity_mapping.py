@@ -26,6 +26,7 @@ from typing import Any, Final
 import hl7
 
 from maillage.errors import InvalidIns
+from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PermanentFailure
 from maillage.hl7v2.results_mapping import ResultDataError, date_time, leaf, repetition_count
 from maillage.hl7v2.sites import SiteConfig
@@ -407,10 +408,7 @@ def control_id(message: hl7.Message) -> str:
 
 # -- reading ---------------------------------------------------------------------------------
 def _sub(seg: hl7.Segment, number: int, repetition: int, component: int, sub: int) -> str:
-    try:
-        return str(seg.extract_field(1, number, repetition, component, sub)).strip()
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
+    return segment_value(seg, number, repetition, component, sub)
 
 
 def _zfd_corrected(message: hl7.Message) -> bool:

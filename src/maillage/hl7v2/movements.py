@@ -43,6 +43,7 @@ from maillage.hl7v2.movements_mapping import (
     read_movement,
     segment,
 )
+from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
 from maillage.hl7v2.results import UnknownPatient, site_ipp_of
 from maillage.hl7v2.results_mapping import criteria
@@ -189,10 +190,7 @@ class MovementsHandler:
 
 
 def _first(seg: hl7.Segment, field: int) -> str:
-    try:
-        return str(seg.extract_field(1, field, 1, 1, 1)).strip()
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
+    return segment_value(seg, field)
 
 
 def _account_of(current: dict[str, Any], site: SiteConfig) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import hl7
 
+from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PermanentFailure
 from maillage.hl7v2.results_mapping import SITE_ZONE, date_time, identifier, leaf
 from maillage.hl7v2.sites import SiteConfig
@@ -124,10 +125,7 @@ def segment(message: hl7.Message, name: str, what: str) -> hl7.Segment:
 
 
 def sub(seg: hl7.Segment, field: int, component: int, subcomponent: int) -> str:
-    try:
-        return str(seg.extract_field(1, field, 1, component, subcomponent)).strip()
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
+    return segment_value(seg, field, 1, component, subcomponent)
 
 
 def uf_system(site: SiteConfig, oid: str = "") -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import hl7
 
 from maillage.fhir.repository import FhirStore, Repository
+from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
 from maillage.hl7v2.results_mapping import (
     ResultDataError,
@@ -182,10 +183,7 @@ def site_ipp_of(message: hl7.Message, site: SiteConfig) -> str:
 
 
 def _cx(pid: hl7.Segment, repetition: int, component: int, subcomponent: int) -> str:
-    try:
-        return str(pid.extract_field(1, 3, repetition, component, subcomponent)).strip()
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
+    return segment_value(pid, 3, repetition, component, subcomponent)
 
 
 def register_results(registry: HandlerRegistry, store: FhirStore) -> None:

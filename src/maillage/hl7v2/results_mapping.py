@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import hl7
 
+from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PermanentFailure
 from maillage.hl7v2.sites import SiteConfig
 
@@ -66,11 +67,7 @@ class ResultDataError(PermanentFailure):
 
 def leaf(segment: hl7.Segment, field: int, component: int = 1, repetition: int = 1) -> str:
     """One unescaped value of the segment, or '' when absent."""
-    try:
-        found = segment.extract_field(1, field, repetition, component, 1)
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return ""
-    return str(found).strip()
+    return segment_value(segment, field, repetition, component)
 
 
 def repetition_count(segment: hl7.Segment, field: int) -> int:

@@ -72,9 +72,10 @@ def extract_index(resource: dict[str, Any], codes: frozenset[str] | None = None)
     reindex of changed parameters)."""
     resource_type = resource["resourceType"]
     rows = IndexRows()
+    choices: dict[str, Any] = {}
     for param in _active_params(resource_type, tuple(resource)):
         if codes is None or param.code in codes:
-            _extract_param(rows, resource_type, param, resource)
+            _extract_param(rows, resource_type, param, resource, choices)
     # The same value reached twice (a coding's display equal to the concept's text, the
     # same reference in two places) matches nothing more: one row is enough.
     if len(rows.string) > 1:
@@ -87,10 +88,14 @@ def extract_index(resource: dict[str, Any], codes: frozenset[str] | None = None)
 
 
 def _extract_param(
-    rows: IndexRows, resource_type: str, param: SearchParam, resource: dict[str, Any]
+    rows: IndexRows,
+    resource_type: str,
+    param: SearchParam,
+    resource: dict[str, Any],
+    choices: dict[str, Any],
 ) -> None:
     assert param.compiled is not None
-    nodes = param.compiled.evaluate(resource)
+    nodes = param.compiled.evaluate(resource, choices)
     if not nodes:
         return
     code = param.code

@@ -104,9 +104,15 @@ class CompiledPath:
             names.add(steps[0].name)
         return frozenset(names)
 
-    def evaluate(self, resource: dict[str, Any]) -> list[Node]:
+    def evaluate(
+        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None = None
+    ) -> list[Node]:
+        """The nodes the path reaches in ``resource``; ``choices`` (empty at first, then
+        kept by the caller for every path it evaluates on the same resource) remembers
+        the resource's choice elements (``value[x]``) as they are looked up: a resource's
+        parameters look up the same ones many times."""
         if self._starts is not None:
-            return self._evaluate_from_fields(resource)
+            return self._evaluate_from_fields(resource, choices)
         found: list[Node] = []
         for runners in self._runners:
             pairs: list[_Pair] = [(resource, None)]
@@ -118,14 +124,22 @@ class CompiledPath:
                 found.extend([Node(value, hint) for value, hint in pairs])
         return found
 
-    def _evaluate_from_fields(self, resource: dict[str, Any]) -> list[Node]:
+    def _evaluate_from_fields(
+        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None
+    ) -> list[Node]:
         assert self._starts is not None
         found: list[Node] = []
         for name, runners in self._starts:
             child = resource.get(name, _ABSENT)
             pairs: list[_Pair]
             if child is _ABSENT:
-                pairs = _choice_children(resource, name)
+                if choices is None:
+                    pairs = _choice_children(resource, name)
+                else:
+                    known = choices.get(name)
+                    if known is None:
+                        known = choices[name] = _choice_children(resource, name)
+                    pairs = list(known)  # the runners must not share one list
             elif isinstance(child, list):
                 pairs = [(item, None) for item in child]
             elif child is not None:
