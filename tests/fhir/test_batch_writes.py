@@ -212,3 +212,23 @@ def test_find_identified_answers_as_the_identifier_search(clean_database: str) -
             return answers
 
     assert asyncio.run(scenario()) == {"F1": 1, "F2": 2, "a,b|c": 1, "gone": 0, "none": 0}
+
+
+def test_a_resource_two_items_match_is_written_as_one_by_one(clean_database: str) -> None:
+    """The first item's write drops the identifier the second matched: one by one, the
+    second then matches nothing and creates."""
+    both = [{"system": SYSTEM, "value": "D1"}, {"system": SYSTEM, "value": "D2"}]
+
+    async def scenario() -> list[tuple[bool, bool, int]]:
+        async with _repository(clean_database) as repo:
+            await repo.create(factories.observation(subject="Patient/p1", identifier=both))
+            return _flags(
+                await repo.conditional_update_many(
+                    "Observation", [_result("D1", 5), _result("D2", 6)]
+                )
+            )
+
+    assert asyncio.run(scenario()) == [(False, True, 2), (True, True, 1)]
+    stored = _stored(clean_database)["resources"]
+    assert stored["D1"]["content"]["identifier"] == [both[0]]
+    assert stored["D2"]["content"]["valueQuantity"]["value"] == 6

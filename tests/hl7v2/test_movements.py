@@ -406,6 +406,31 @@ def test_pending_events_are_planned_movements(adt: MovementsGateway, http: httpx
     }
 
 
+def test_legacy_z80_to_z89_are_read_as_the_a02_that_replaced_them(
+    adt: MovementsGateway, http: httpx.Client
+) -> None:
+    """CP-ITI-FR-2013-079: Z80-Z89 (UF changes) became A02 with ZBE-9; an old feed that
+    still sends them (ZBE-4 and ZBE-9 left empty, as before) gets the same visit."""
+    stay = Stay(adt, http)
+    stay.ok("A01", "L1", "202609010800")
+    legacy = {"action": "", "nature": ""}
+    medical = stay.ok("Z80", "L2", "202609020800", medical="2020", **legacy)
+    assert statuses(medical) == {"L1": "completed", "L2": "active"}
+    assert movements(medical)["L2"]["event"] == "A02"
+    assert movements(medical)["L2"]["nature"] == "M"
+    assert movements(medical)["L2"]["medicalUnit"]["identifier"]["value"] == "2020"
+    cancelled = stay.ok("Z81", "L2", "202609020800", medical="2020", **legacy)
+    assert statuses(cancelled) == {"L1": "active", "L2": "entered-in-error"}
+    care = stay.ok("Z84", "L3", "202609030800", care=uf("2020"), **legacy)
+    assert movements(care)["L3"]["nature"] == "S"
+    pending = stay.ok("Z86", "L4", "202609040800", **legacy)
+    assert statuses(pending)["L4"] == "planned"
+    assert statuses(stay.ok("Z87", "L4", "202609040800", **legacy))["L4"] == "entered-in-error"
+    # a ZBE-9 the sender did fill wins over the event's own nature
+    both = stay.ok("Z88", "L5", "202609050800", action="INSERT", nature="LD")
+    assert movements(both)["L5"]["nature"] == "LD"
+
+
 # -- the worked examples of 5.3.7: historic movements --------------------------------------
 BLOC_EXAMPLE = [
     ("A01", "1", "201310101800", "6000"),  # cardio

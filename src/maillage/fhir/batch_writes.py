@@ -46,12 +46,20 @@ Criteria = list[tuple[str, str]]
 
 # Every current resource of the type whose identifier token is one of the group's, locked
 # like the one-by-one path's update locks its row; ``writable`` is the policy's filter for
-# an update (the lookup itself applies the search's, as the search would).
+# an update (the lookup itself applies the search's, as the search would). Its shape keeps
+# both tables on their indexes whatever the planner's statistics (a new hub's tables have
+# none yet, and a join planned from none read every Observation): the rids come from the
+# hash index, the rows from the primary key, each row's matching hashes from its own
+# index rows (a resource may carry several of the group's identifiers). A token hash
+# carries its resource type (``token_hash(type, param, ...)``): no type condition, which
+# would read the type's whole index.
 _LOOKUP = sql.SQL(
-    "SELECT k.n, r.rid, r.id, r.version_id, r.content_hash, r.last_updated, r.method,"
-    " r.content, ({writable}) FROM unnest(%s::bigint[]) WITH ORDINALITY AS k(hash, n)"
-    " JOIN sp_token x ON x.system_code_hash = k.hash JOIN resource r ON r.rid = x.rid"
-    " WHERE r.resource_type = %s AND NOT r.deleted AND {visible} FOR UPDATE OF r"
+    "SELECT ARRAY(SELECT x.system_code_hash FROM sp_token x WHERE x.rid = r.rid"
+    " AND x.system_code_hash = ANY(%(hashes)s::bigint[])), r.rid, r.id, r.version_id,"
+    " r.content_hash, r.last_updated, r.method, r.content, ({writable}) FROM resource r"
+    " WHERE r.rid = ANY(ARRAY(SELECT x.rid FROM sp_token x"
+    " WHERE x.system_code_hash = ANY(%(hashes)s::bigint[])))"
+    " AND NOT r.deleted AND {visible} FOR UPDATE OF r"
 )
 # The same search without locks (a handler finding the patient of an IPP); at most two
 # rows: one, or "several".
@@ -117,11 +125,16 @@ async def conditional_update_many(
     hashes = [identifier_hash(resource_type, criteria) or 0 for criteria, _ in items]
     locks = [criteria_lock_key(resource_type, criteria) for criteria, _ in items]
     matches = await _lookup(repo, conn, resource_type, hashes, locks)
+    rids = [rid for found in matches.values() for rid in found]
+    if len(set(rids)) < len(rids):
+        # A resource carrying two of the group's identifiers: the first item's write may
+        # change what the second matches, as one by one (the locks are the same).
+        return [await repo.conditional_update(resource_type, c, b) for c, b in items]
     hooked = resource_type in repo.store.write_hooks
     outcomes: list[WriteOutcome | None] = [None] * len(items)
     new: list[tuple[int, str, dict[str, Any]]] = []
     for position, body in enumerate(bodies):
-        found = matches.get(position + 1, {})
+        found = matches.get(hashes[position], {})
         if len(found) > 1:
             raise MultipleMatches(
                 f"the criteria match more than one {resource_type}; be more selective"
@@ -184,7 +197,8 @@ async def _lookup(
     hashes: list[int],
     locks: list[int],
 ) -> dict[int, dict[int, _Match]]:
-    """Per item (numbered from 1), its matches by rid. The criteria locks are taken first,
+    """Per identifier hash, its matches by rid (the items' hashes are distinct: their
+    criteria are). The criteria locks are taken first,
     in a statement of their own: the lookup's snapshot then sees whatever a concurrent
     conditional write on the same criteria committed before releasing them."""
     query = _LOOKUP.format(
@@ -193,12 +207,14 @@ async def _lookup(
     )
     async with conn.pipeline():
         await conn.execute(_LOCK, (sorted(locks),))
-        cursor = await conn.execute(query, (hashes, resource_type))
+        cursor = await conn.execute(query, {"hashes": hashes})
         rows = await cursor.fetchall()
     found: dict[int, dict[int, _Match]] = {}
-    for n, rid, rid_id, version, hashed, moment, method, content, writable in rows:
+    for keys, rid, rid_id, version, hashed, moment, method, content, writable in rows:
         stored = StoredResource(resource_type, rid_id, int(version), moment, False, method, content)
-        found.setdefault(int(n), {})[int(rid)] = _Match(int(rid), stored, hashed, bool(writable))
+        match = _Match(int(rid), stored, hashed, bool(writable))
+        for key in keys:
+            found.setdefault(int(key), {})[int(rid)] = match
     return found
 
 

@@ -32,6 +32,7 @@ from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.movements_mapping import (
     CANCELS,
     INSERTS,
+    LEGACY,
     OPENING,
     Movement,
     MovementDataError,
@@ -52,7 +53,7 @@ from maillage.security import RequestContext
 
 log = logging.getLogger(__name__)
 
-TRIGGERS = (*sorted(INSERTS), *sorted(set(CANCELS) - INSERTS), "Z99")
+TRIGGERS = (*sorted(INSERTS), *sorted(set(CANCELS) - INSERTS), "Z99", *sorted(LEGACY))
 
 
 def apply(movements: list[Movement], read: MovementMessage) -> list[Movement]:

@@ -56,6 +56,15 @@ CANCELS = {
     **{"A26": ("A15",), "A13": ("A03",), "A25": ("A16",), "A52": ("A21",)},
     **{"A53": ("A22",), "A55": ("A54",), "A06": ("A07",), "A07": ("A06",)},
 }
+# Legacy French events, removed by CP-ITI-FR-2013-079 (appendix) and replaced by A02 with
+# the nature of the change in ZBE-9; an old feed may still send them: read as their
+# replacement (the pending changes as A15, the cancels as A12 / A26), ZBE-9 defaulting to
+# the change they named (M medical UF, S care UF, D medico-administrative conditions).
+LEGACY = {
+    **{"Z80": ("A02", "M"), "Z81": ("A12", "M"), "Z82": ("A15", "M"), "Z83": ("A26", "M")},
+    **{"Z84": ("A02", "S"), "Z85": ("A12", "S"), "Z86": ("A15", "S"), "Z87": ("A26", "S")},
+    **{"Z88": ("A02", "D"), "Z89": ("A12", "D")},
+}
 # The hosting UF (PV1-3.1) is required with these inserts (5.1.1).
 NEEDS_UNIT = INSERTS - {"A05", "A54", "A21", "A22"}
 
@@ -162,6 +171,7 @@ def _doctor(pv1: hl7.Segment) -> Ref | None:
 
 def read_movement(message: hl7.Message, trigger: str, site: SiteConfig) -> MovementMessage:
     """The movement a message inserts, updates or cancels; data errors name the field."""
+    trigger, legacy_nature = LEGACY.get(trigger, (trigger, ""))
     pid = segment(message, "PID", "patient")
     pv1 = segment(message, "PV1", "visit")
     zbe = segment(message, "ZBE", "movement")
@@ -174,14 +184,17 @@ def read_movement(message: hl7.Message, trigger: str, site: SiteConfig) -> Movem
     start = date_time(leaf(zbe, 2), "ZBE-2")
     if start is None:
         raise MovementDataError("ZBE-2: the movement's date/time is empty")
-    action = _action(leaf(zbe, 4), trigger)
+    action = leaf(zbe, 4)
+    if legacy_nature and not action:  # before ZBE-4 was required
+        action = "CANCEL" if trigger in CANCELS else "INSERT"
+    action = _action(action, trigger)
     flag = leaf(zbe, 5) or "N"
     if flag not in ("Y", "N"):
         raise MovementDataError(f"ZBE-5: historic indicator {flag!r} is not Y or N")
     original = leaf(zbe, 6)
     if action == "UPDATE" and not original:
         raise MovementDataError("ZBE-6: the original trigger event is empty (required by Z99)")
-    nature = leaf(zbe, 9)
+    nature = leaf(zbe, 9) or legacy_nature
     # the table's letters in any order: IHE PAM FR 7.1.3 itself sends HM for MH
     if nature and sorted(nature) not in (sorted(code) for code in NATURES):
         raise MovementDataError(f"ZBE-9: nature {nature!r} is not one of {', '.join(NATURES)}")
