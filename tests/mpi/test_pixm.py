@@ -101,6 +101,64 @@ def test_target_system_restricts_the_answer_to_those_domains(http: httpx.Client)
     assert identifiers == {_ipp(second), (TERRITORIAL_SYSTEM, territorial_of(first))}
 
 
+def test_the_same_query_posted_as_parameters_gets_the_same_answer(
+    http: httpx.Client, fhir: SyncFHIRClient
+) -> None:
+    first, second, third = _same_person_at_three_sites(http)
+    asked = http.get(
+        PIX,
+        params=[("sourceIdentifier", _token(_ipp(first))), ("targetSystem", SITES[2].ipp_system)],
+    ).json()
+    # IHE's own example: sourceIdentifier as a valueString token
+    as_string = fhir.execute(
+        PIX,
+        method="post",
+        data={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "sourceIdentifier", "valueString": _token(_ipp(first))},
+                {"name": "targetSystem", "valueUri": SITES[2].ipp_system},
+            ],
+        },
+    )
+    system, value = _ipp(first)
+    as_identifier = fhir.execute(
+        PIX,
+        method="post",
+        data={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "sourceIdentifier", "valueIdentifier": {"system": system, "value": value}},
+                {"name": "targetSystem", "valueUri": SITES[2].ipp_system},
+            ],
+        },
+    )
+    assert _targets(as_string) == _targets(as_identifier) == _targets(asked)
+    assert _targets(asked) == ({_ipp(third)}, {f"Patient/{third['id']}"})
+
+
+def test_a_posted_query_that_is_not_a_pix_query_is_400(http: httpx.Client) -> None:
+    source = {"name": "sourceIdentifier", "valueString": f"{SITES[0].ipp_system}|A"}
+    for body, said in [
+        ({"resourceType": "Patient"}, "must be a Parameters"),
+        ({"resourceType": "Parameters"}, "sourceIdentifier"),
+        ({"resourceType": "Parameters", "parameter": [source, {"name": "x"}]}, "no parameter"),
+        (
+            {"resourceType": "Parameters", "parameter": [{"name": "sourceIdentifier"}]},
+            "valueString",
+        ),
+        (
+            {"resourceType": "Parameters", "parameter": [source, {"name": "targetSystem"}]},
+            "valueUri",
+        ),
+    ]:
+        response = http.post(PIX, json=body)
+        assert response.status_code == 400, (body, response.text)
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert said in outcome["issue"][0]["diagnostics"], outcome
+
+
 def test_a_known_domain_without_the_patient_answers_an_empty_parameters(
     http: httpx.Client,
 ) -> None:

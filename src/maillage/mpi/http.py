@@ -1,6 +1,9 @@
 """The patient index's FHIR operations over HTTP: PIXm ``$ihe-pix`` and ``$match``.
 
     GET  /fhir/Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=uri]...
+    POST /fhir/Patient/$ihe-pix   (a ``Parameters``: ``sourceIdentifier`` as valueString
+         ``system|value`` as IHE's own example, or valueIdentifier; ``targetSystem``
+         valueUri or valueString, repeating; R4 operations.html#executing)
          IHE PIXm [ITI-83]: a ``Parameters`` with ``targetIdentifier`` (Identifier) and
          ``targetId`` (Reference) repeats; the hub's FHIR base is the domain of Logical
          ids (``[base]|Patient/123``). Unknown identifier 404 (``not-found``),
@@ -56,7 +59,7 @@ def lookup_routes(
     """To mount before the FHIR API's routes (its ``Patient/{id}`` would take them)."""
     api = _LookupApi(PatientLookup(fhir, index) if index else None, base_url, max_body_bytes)
     return [
-        Route(f"{prefix}/Patient/$ihe-pix", fhir_endpoint(api.pix), methods=["GET"]),
+        Route(f"{prefix}/Patient/$ihe-pix", fhir_endpoint(api.pix), methods=["GET", "POST"]),
         Route(f"{prefix}/Patient/$match", fhir_endpoint(api.match), methods=["POST"]),
     ]
 
@@ -77,6 +80,8 @@ class _LookupApi:
             return _index_off("$ihe-pix")
         operation = operations.find("ihe-pix", "type", "Patient")
         pairs = req.query_params(request)
+        if request.method == "POST":
+            pairs = [*pairs, *_pix_body(await req.json_body(request, self.max_body))]
         # targetSystem repeats (0..*, ITI-83 2:3.83.4.1.2.2); the rest is parsed as declared
         targets = [value for name, value in pairs if name == "targetSystem"]
         strict = req.preferences(request).handling == "strict"
@@ -173,6 +178,40 @@ def _match_arguments(body: Any, *, strict: bool) -> tuple[dict[str, Any], bool, 
     if only_certain not in ("true", "false"):
         raise InvalidRequest("onlyCertainMatches is a boolean (true or false)")
     return patient, only_certain == "true", args.get("count")
+
+
+def _pix_body(body: Any) -> list[tuple[str, str]]:
+    """The ``Parameters`` of a POSTed ``$ihe-pix`` as the query's (name, value) pairs."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidRequest("the body of a POST to $ihe-pix must be a Parameters resource")
+    pairs: list[tuple[str, str]] = []
+    for parameter in body.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if name == "sourceIdentifier":
+            pairs.append((name, _token_of(parameter)))
+        elif name == "targetSystem":
+            value = parameter.get("valueUri", parameter.get("valueString"))
+            if not isinstance(value, str) or not value:
+                raise InvalidRequest("targetSystem: a valueUri (the target domain) is expected")
+            pairs.append((name, value))
+        else:
+            raise InvalidRequest(
+                f"$ihe-pix has no parameter {name!r} (sourceIdentifier, targetSystem)"
+            )
+    return pairs
+
+
+def _token_of(parameter: dict[str, Any]) -> str:
+    identifier = parameter.get("valueIdentifier")
+    if isinstance(identifier, dict):
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str) and system and value:
+            return f"{system}|{value}"
+        raise InvalidRequest("sourceIdentifier: the valueIdentifier needs a system and a value")
+    token = parameter.get("valueString", parameter.get("valueToken"))
+    if isinstance(token, str):
+        return token
+    raise InvalidRequest("sourceIdentifier: a valueString system|value or a valueIdentifier")
 
 
 def _index_off(operation: str) -> Response:
