@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Lockout: this many failed sign-ins in a row lock the account for this long.
     auth_lockout_threshold: int = 5
     auth_lockout_duration_s: float = 900.0
+    # Failed sign-ins from one address before /auth/token refuses it for a while (429).
+    auth_address_failure_limit: int = 20
+    auth_address_failure_window_s: float = 300.0
     auth_protect_metrics: bool = False
     # Access rules (src/maillage/security/): "care" (the role matrix and care
     # relationships), "allow-all", or "auto": care when sign-in is on, else allow-all.

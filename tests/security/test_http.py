@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -111,16 +111,15 @@ def _app(settings: Settings, conninfo: str, idp: SigningKeys) -> Starlette:
     return app
 
 
-@pytest.fixture(scope="module")
-def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE auth_user, auth_client")
-    folder = tmp_path_factory.mktemp("auth")
+@contextmanager
+def _serving(database_url: str, folder: Path, **overrides: Any) -> Iterator[Served]:
+    """A uvicorn server on a free port with the sign-in endpoints and the middleware;
+    ``overrides``: settings. The accounts of the module are added by ``served``."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     idp = SigningKeys()
     idp_issuer = f"{base}/idp"
-    issuers = folder / "issuers.json"
+    issuers = folder / f"issuers-{port}.json"
     issuers.write_text(
         json.dumps([{"name": "ght", "issuer": idp_issuer, "jwks_uri": base + IDP_PATH}])
     )
@@ -130,21 +129,8 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         base_url=f"{base}/fhir",
         auth_enabled=True,
         auth_issuers_file=issuers,
-        auth_lockout_threshold=3,
+        **{"auth_lockout_threshold": 3, **overrides},
     )
-
-    async def accounts_setup(accounts: AccountService) -> tuple[str, str]:
-        for login in ("jdupont", "mtotp", "locked"):
-            await accounts.add_user(
-                login, PASSWORD, role="physician", sites=["CHM"], practitioner="Practitioner/pr-1"
-            )
-        uri = await accounts.enroll_totp("mtotp")
-        secret = await accounts.add_client(
-            "lab-interface", scopes=["system/Observation.cruds", "system/Patient.rs"]
-        )
-        return uri, secret
-
-    uri, secret = with_accounts(database_url, accounts_setup)
     config = uvicorn.Config(
         _app(settings, database_url, idp), host="127.0.0.1", port=port, log_level="warning"
     )
@@ -161,10 +147,31 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     else:
         raise RuntimeError("the auth test server did not start")
     try:
-        yield Served(base, idp, idp_issuer, pyotp.parse_uri(uri), secret)
+        yield Served(base, idp, idp_issuer, pyotp.TOTP(pyotp.random_base32()), "")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE auth_user, auth_client")
+
+    async def accounts_setup(accounts: AccountService) -> tuple[str, str]:
+        for login in ("jdupont", "mtotp", "locked"):
+            await accounts.add_user(
+                login, PASSWORD, role="physician", sites=["CHM"], practitioner="Practitioner/pr-1"
+            )
+        uri = await accounts.enroll_totp("mtotp")
+        secret = await accounts.add_client(
+            "lab-interface", scopes=["system/Observation.cruds", "system/Patient.rs"]
+        )
+        return uri, secret
+
+    uri, secret = with_accounts(database_url, accounts_setup)
+    with _serving(database_url, tmp_path_factory.mktemp("auth")) as running:
+        yield Served(running.base, running.idp, running.issuer_url, pyotp.parse_uri(uri), secret)
 
 
 @pytest.fixture
@@ -338,3 +345,27 @@ def test_metrics_protected_when_configured(tmp_path: Path) -> None:
 
     asyncio.run(call())
     assert sent[0]["status"] == 401
+
+
+def test_an_address_with_too_many_failed_sign_ins_is_refused_for_a_while(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Failures spread over logins the lockout does not see: after the limit, the
+    address gets 429 with Retry-After, without any credential being checked (even a
+    right one); requests that fail before any check do not count."""
+    with (
+        _serving(database_url, tmp_path, auth_address_failure_limit=3) as running,
+        httpx.Client(base_url=running.base, timeout=10) as client,
+    ):
+        malformed = client.post("/auth/token", data={"grant_type": "password"})
+        assert malformed.status_code == 400
+        for login in ("guess-1", "guess-2", "guess-3"):
+            refused = _password_token(client, login)
+            assert refused.status_code == 400
+            assert refused.json()["error"] == "invalid_grant"
+        slowed = _password_token(client, "jdupont")
+        assert slowed.status_code == 429
+        assert slowed.json()["error"] == "invalid_request"
+        assert "too many failed sign-ins" in slowed.json()["error_description"]
+        assert 1 <= int(slowed.headers["retry-after"]) <= 300
+        assert client.get("/health").status_code == 200  # only sign-in is refused

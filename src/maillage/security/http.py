@@ -26,6 +26,7 @@ from maillage.security.accounts import AccountService
 from maillage.security.accounts_store import AccountStore
 from maillage.security.context import RequestContext
 from maillage.security.issuer import USER_SCOPES, LocalIssuer, load_or_create_key
+from maillage.security.throttle import FailureThrottle
 from maillage.security.tokens import TokenValidator, load_issuers
 from maillage.settings import Settings
 from maillage.storage import Database
@@ -210,11 +211,13 @@ class AuthEndpoints:
         *,
         public_root: str,
         max_body_bytes: int = 64 * 1024,
+        throttle: FailureThrottle | None = None,
     ) -> None:
         self.issuer = issuer
         self.accounts = accounts
         self.public_root = public_root.rstrip("/")
         self.max_body = max_body_bytes
+        self.throttle = throttle or FailureThrottle(20, 300.0)
 
     def routes(self) -> list[AuthRoute]:
         return [
@@ -250,6 +253,23 @@ class AuthEndpoints:
         )
 
     async def token(self, request: _Request) -> _Answer:
+        client = request.scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        wait = self.throttle.retry_after(address)
+        if wait is not None:
+            log.warning("sign-in: too many failures from one address; refused for %d s", wait)
+            return _oauth_error(
+                429,
+                "invalid_request",
+                f"too many failed sign-ins from this address: try again in {wait} s",
+                **{"retry-after": str(wait)},
+            )
+        answer = await self._token(request)
+        if answer.body.get("error") in ("invalid_grant", "invalid_client"):
+            self.throttle.failed(address)
+        return answer
+
+    async def _token(self, request: _Request) -> _Answer:
         content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
         if content_type != _FORM:
             return _oauth_error(400, "invalid_request", f"send the parameters as {_FORM}")
@@ -362,5 +382,12 @@ def build_authentication(
         leeway_s=settings.auth_leeway_s,
         cache_s=settings.auth_jwks_cache_s,
     )
-    endpoints = AuthEndpoints(issuer, accounts, public_root=settings.public_root_url)
+    endpoints = AuthEndpoints(
+        issuer,
+        accounts,
+        public_root=settings.public_root_url,
+        throttle=FailureThrottle(
+            settings.auth_address_failure_limit, settings.auth_address_failure_window_s
+        ),
+    )
     return Authentication(issuer, accounts, validator, endpoints)
