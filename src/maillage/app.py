@@ -214,7 +214,11 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     # Every FHIR exchange into the hash-chained audit (fhir/http/auditing.py).
     trail = AuditTrail(database)
     configure_audit(trail if settings.audit_enabled else None)
-    auth = build_authentication(settings, database) if settings.auth_enabled else None
+    auth = (
+        build_authentication(settings, database, known_sites=[site.code for site in sites.sites])
+        if settings.auth_enabled
+        else None
+    )
     auth_routes = (
         [
             Route(path, endpoint, methods=list(methods))

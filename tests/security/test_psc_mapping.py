@@ -330,3 +330,16 @@ def test_a_psc_physician_reads_the_patient_of_her_site_only(
     physio = psc_claims("810000000003", practices=(("70", (FINESS_CHM,)),))
     with token_client(physio) as unmapped:
         assert unmapped.get(f"/Patient/{in_care}").status_code == 403
+
+
+def test_a_site_map_naming_a_site_the_hub_does_not_have_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps([psc_entry(site_map={FINESS_CHM: "CHX"})]))
+    hub_sites = [site.code for site in SITES]
+    with pytest.raises(ConfigurationError, match=r"site_map\[.*\] gives 'CHX', not one of"):
+        load_issuers(path, hub_sites)
+    path.write_text(json.dumps([psc_entry(site_map={FINESS_CHM: "CHM"})]))
+    (loaded,) = load_issuers(path, hub_sites)
+    assert loaded.site_map == {FINESS_CHM: "CHM"}

@@ -15,7 +15,7 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -372,12 +372,17 @@ def local_issuer(settings: Settings) -> LocalIssuer:
 
 
 def build_authentication(
-    settings: Settings, database: Database, *, accounts: AccountService | None = None
+    settings: Settings,
+    database: Database,
+    *,
+    accounts: AccountService | None = None,
+    known_sites: Collection[str] | None = None,
 ) -> Authentication:
+    """``known_sites``: the hub's site codes, which issuers' ``site_map`` must name."""
     issuer = local_issuer(settings)
     accounts = accounts or account_service(settings, database)
     validator = TokenValidator(
-        [issuer.trust(), *load_issuers(settings.auth_issuers_file)],
+        [issuer.trust(), *load_issuers(settings.auth_issuers_file, known_sites)],
         audience=settings.auth_audience_url,
         leeway_s=settings.auth_leeway_s,
         cache_s=settings.auth_jwks_cache_s,

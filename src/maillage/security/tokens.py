@@ -23,7 +23,7 @@ import logging
 import time
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,30 @@ def _secure(url: str) -> bool:
     )
 
 
-def load_issuers(path: Path | None) -> list[IssuerConfig]:
-    """The issuers of the file, or none when unset; a bad file says what to fix."""
+def load_issuers(
+    path: Path | None, known_sites: Collection[str] | None = None
+) -> list[IssuerConfig]:
+    """The issuers of the file, or none when unset; a bad file says what to fix, and so
+    does a ``site_map`` naming a site the hub does not have (``known_sites``, when given):
+    its users would otherwise see nothing of that site, silently."""
     if path is None:
         return []
+    issuers = _read_issuers(path)
+    if known_sites is not None:
+        for config in issuers:
+            unknown = sorted(
+                (key, site) for key, site in config.site_map.items() if site not in known_sites
+            )
+            if unknown:
+                key, site = unknown[0]
+                raise ConfigurationError(
+                    f"the issuers file {path}: issuer {config.name!r}: site_map[{key!r}] gives "
+                    f"{site!r}, not one of the hub's sites ({', '.join(sorted(known_sites))})"
+                )
+    return issuers
+
+
+def _read_issuers(path: Path) -> list[IssuerConfig]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
