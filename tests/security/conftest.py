@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from maillage.security.accounts import AccountService
 from maillage.security.accounts_store import AccountStore
+from maillage.security.sealing import SecretSeal
 from maillage.storage import Database
 
 T = TypeVar("T")
@@ -59,6 +60,7 @@ def with_accounts(
     clock: Clock | None = None,
     threshold: int = 3,
     duration_s: float = 600,
+    seal: SecretSeal | None = None,
 ) -> T:
     """Run ``work`` with an AccountService over the test database."""
     from datetime import timedelta
@@ -72,6 +74,7 @@ def with_accounts(
                 lockout_threshold=threshold,
                 lockout_duration=timedelta(seconds=duration_s),
                 hasher=cheap_hasher(),
+                seal=seal,
                 **({"clock": clock} if clock is not None else {}),
             )
             return await work(service)

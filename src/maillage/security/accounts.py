@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -30,11 +31,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from maillage.errors import InvalidRequest, NotFound, Unauthenticated
 from maillage.security.accounts_store import AccountStore, ClientRow, UserRow
 from maillage.security.scopes import ScopeSet
+from maillage.security.sealing import SecretSeal, UnreadableSecret, is_sealed
 
 SERVICE_ROLE = "service"
 MIN_PASSWORD_LENGTH = 12
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,99}$")
 _REFERENCE = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+log = logging.getLogger(__name__)
+
 _WRONG = "the login or the password is wrong"
 _TOTP_PERIOD = 30
 
@@ -103,8 +107,11 @@ class AccountService:
         lockout_duration: timedelta = timedelta(minutes=15),
         hasher: PasswordHasher | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        seal: SecretSeal | None = None,
     ) -> None:
         self.store = store
+        # TOTP secrets sealed at rest (``sealing.py``); None keeps them in clear (tests).
+        self.seal = seal
         self.lockout_threshold = lockout_threshold
         self.lockout_duration = lockout_duration
         self.hasher = hasher or PasswordHasher()
@@ -163,7 +170,7 @@ class AccountService:
         if await self.store.user(login) is None:
             raise NotFound(f"no user {login!r}")
         secret = pyotp.random_base32()
-        await self.store.set_totp(login, secret)
+        await self.store.set_totp(login, self.seal.seal(secret, login) if self.seal else secret)
         return pyotp.TOTP(secret, interval=_TOTP_PERIOD).provisioning_uri(
             name=login, issuer_name="Maillage"
         )
@@ -187,7 +194,7 @@ class AccountService:
             await self._failed(login, now)
         step = None
         if user.totp_secret is not None:
-            step = self._totp_step(user.totp_secret, totp, now)
+            step = self._totp_step(self._totp_secret(user), totp, now)
             if step is None:
                 await self._failed(login, now, "the TOTP code is missing or wrong")
         if not user.enabled:
@@ -198,6 +205,8 @@ class AccountService:
             )
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.set_password(login, await self._hash(password))
+        if self.seal is not None and user.totp_secret and not is_sealed(user.totp_secret):
+            await self.store.reseal_totp(login, self.seal.seal(user.totp_secret, login))
         return SignedIn(
             subject=user.login,
             role=user.role,
@@ -219,6 +228,21 @@ class AccountService:
                 return False
 
         return await asyncio.to_thread(verify)
+
+    def _totp_secret(self, user: UserRow) -> str:
+        assert user.totp_secret is not None
+        if self.seal is None:
+            return user.totp_secret
+        try:
+            return self.seal.open(user.totp_secret, user.login)
+        except UnreadableSecret:
+            # Not the user's doing: no failure counted; an administrator enrolls again.
+            log.error("sign-in: the TOTP secret of an account cannot be opened with this key")
+            raise Unauthenticated(
+                "the account's second factor cannot be checked; ask an administrator to "
+                "enroll its TOTP again",
+                error=None,
+            ) from None
 
     @staticmethod
     def _totp_step(secret: str, code: str | None, now: datetime) -> int | None:

@@ -114,6 +114,10 @@ class AccountStore:
     async def set_totp(self, login: str, secret: str | None) -> None:
         await self._update_user(login, "totp_secret = %s, totp_last_step = NULL", (secret,))
 
+    async def reseal_totp(self, login: str, sealed: str) -> None:
+        """The same secret, sealed: its last used step stays (no code is usable twice)."""
+        await self._update_user(login, "totp_secret = %s", (sealed,))
+
     async def record_failure(
         self, login: str, *, now: datetime, threshold: int, duration: timedelta
     ) -> datetime | None:

@@ -26,6 +26,7 @@ from maillage.security.accounts import AccountService
 from maillage.security.accounts_store import AccountStore
 from maillage.security.context import RequestContext
 from maillage.security.issuer import USER_SCOPES, LocalIssuer, load_or_create_key
+from maillage.security.sealing import SecretSeal
 from maillage.security.throttle import FailureThrottle
 from maillage.security.tokens import TokenValidator, load_issuers
 from maillage.settings import Settings
@@ -356,6 +357,7 @@ class Authentication:
 def account_service(settings: Settings, database: Database) -> AccountService:
     return AccountService(
         AccountStore(database),
+        seal=SecretSeal.load_or_create(settings.keys_path),
         lockout_threshold=settings.auth_lockout_threshold,
         lockout_duration=timedelta(seconds=settings.auth_lockout_duration_s),
     )

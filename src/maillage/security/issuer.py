@@ -9,12 +9,9 @@ checked like any issuer's, by ``security.tokens`` (``LocalIssuer.trust``).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from maillage.errors import ConfigurationError, InvalidRequest, InvalidScope
 from maillage.security.accounts import SignedIn
+from maillage.security.keyfiles import private_file
 from maillage.security.scopes import ScopeSet
 from maillage.security.tokens import IssuerConfig
 
@@ -63,31 +61,17 @@ def load_or_create_key(folder: Path, algorithm: str = "ES256") -> SigningKey:
     if algorithm not in ALGORITHMS:
         raise ConfigurationError(f"signing algorithm {algorithm!r}: use one of {ALGORITHMS}")
     path = folder / f"signing-{algorithm.lower()}.pem"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = _generate(algorithm).private_bytes(
+    pem = private_file(
+        path,
+        lambda: _generate(algorithm).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
-        # Written aside, then linked into place: a process starting at the same moment
-        # either sees no file or a whole one, and the first link wins.
-        temporary = folder / f".{path.name}.{secrets.token_hex(4)}"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(pem)
-            with contextlib.suppress(FileExistsError):  # another process was first
-                os.link(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"the signing key {path} can be read by others (mode {mode:o}): chmod 600 it"
-        )
+        ),
+        "the signing key",
+    )
     try:
-        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        private_key = serialization.load_pem_private_key(pem, password=None)
     except ValueError as error:
         raise ConfigurationError(f"the signing key {path} cannot be read: {error}") from error
     algorithm_class = jwt.algorithms.get_default_algorithms()[algorithm]
