@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import re
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from maillage.audit.anchoring import AnchorPublisher
 from maillage.audit.http import audit_routes
 from maillage.audit.service import AuditTrail
 from maillage.demo.insi import DemoRegisterInsi
@@ -214,6 +216,11 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     # Every FHIR exchange into the hash-chained audit (fhir/http/auditing.py).
     trail = AuditTrail(database)
     configure_audit(trail if settings.audit_enabled else None)
+    anchors = (
+        AnchorPublisher(trail, settings.audit_anchor_file, settings.audit_anchor_interval_s)
+        if settings.audit_enabled and settings.audit_anchor_interval_s > 0
+        else None
+    )
     auth = (
         build_authentication(settings, database, known_sites=[site.code for site in sites.sites])
         if settings.auth_enabled
@@ -285,6 +292,8 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         definitions.start()
         if settings.jobs_enabled:
             worker.start()
+        if anchors is not None:
+            anchors.start()
         try:
             if hl7 is not None:
                 await hl7.start()
@@ -296,6 +305,10 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             await worker.stop()
             await definitions.stop()
             await trail.close()
+            if anchors is not None:
+                await anchors.stop()
+                with contextlib.suppress(Exception):  # the last head, for the next start
+                    await anchors.publish()
             await database.close()
 
     app = Starlette(

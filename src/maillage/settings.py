@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     access_policy: str = "auto"
     # Every FHIR exchange recorded in the hash-chained audit (src/maillage/audit/).
     audit_enabled: bool = True
+    # The audit chain's head, published outside the database (audit/anchoring.py): logged
+    # and appended to this file every interval (0: never) when it moved.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval_s: float = 3600.0
     care_recent_days: int = 30
     break_glass_hours: float = 4.0
 

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from maillage.audit import AuditTrail, PatientAccess, VerifyReport
+from maillage.audit.anchoring import anchor_line, append_anchor, last_anchor, parse_anchor
 from maillage.errors import MaillageError
 from maillage.security import RequestContext
 from maillage.settings import load_settings
@@ -31,7 +32,9 @@ audit_app = typer.Typer(help="The audit trail: verify its chain, report a patien
 DataDir = typer.Option(None, "--data-dir", help="Embedded PostgreSQL folder (default ./var).")
 
 
-async def _verify(conninfo: str, console: Console) -> VerifyReport:
+async def _verify(
+    conninfo: str, console: Console, anchor: tuple[int, bytes] | None = None
+) -> VerifyReport:
     database = Database(conninfo, min_size=1, max_size=2)
     await database.open()
     try:
@@ -45,7 +48,8 @@ async def _verify(conninfo: str, console: Console) -> VerifyReport:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("verify", total=None)
             return await trail.verify(
-                lambda done, total: bar.update(task, completed=done, total=total)
+                lambda done, total: bar.update(task, completed=done, total=total),
+                anchor=anchor,
             )
     finally:
         await database.close()
@@ -76,23 +80,81 @@ def _when(text: str | None, name: str) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+async def _head(conninfo: str) -> tuple[int, bytes]:
+    database = Database(conninfo, min_size=1, max_size=1)
+    await database.open()
+    try:
+        return await AuditTrail(database).head()
+    finally:
+        await database.close()
+
+
+def _anchor_of(anchor: str | None, anchor_file: Path | None) -> tuple[int, bytes] | None:
+    if anchor is not None and anchor_file is not None:
+        raise typer.BadParameter("give --anchor or --anchor-file, not both")
+    if anchor is not None:
+        return parse_anchor(anchor, "--anchor")
+    return last_anchor(anchor_file) if anchor_file is not None else None
+
+
 @audit_app.command()
-def verify(data_dir: Path = DataDir) -> None:
-    """Walk the whole chain: exit 0 when intact, 1 with the first broken link."""
+def anchor(
+    append: Path = typer.Option(
+        None, "--append", help="Append the line to this file (kept outside the database)."
+    ),
+    data_dir: Path = DataDir,
+) -> None:
+    """Print the chain's head (row number, hash, time): keep it where the database's
+    administrators cannot write, and give it to `verify --anchor` later."""
     from maillage.cli.main import running_database
 
     console = Console()
     settings = load_settings(data_dir=data_dir)
     try:
         with running_database(settings) as conninfo:
-            report = asyncio.run(_verify(conninfo, console))
+            seq, head_hash = asyncio.run(_head(conninfo))
+        if seq == 0:
+            console.print("[red]error[/red]: the audit trail is empty: nothing to anchor yet")
+            raise typer.Exit(EXIT_ERROR)
+        line = anchor_line(seq, head_hash, dt.datetime.now(dt.UTC))
+        if append is not None:
+            append_anchor(append, line)
+    except (MaillageError, OSError) as error:
+        said = error.message if isinstance(error, MaillageError) else str(error)
+        console.print(f"[red]error[/red]: {said}")
+        raise typer.Exit(EXIT_ERROR) from None
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+@audit_app.command()
+def verify(
+    anchor: str = typer.Option(
+        None, "--anchor", help="A head taken earlier: '<row number> <hash>' (audit anchor)."
+    ),
+    anchor_file: Path = typer.Option(
+        None, "--anchor-file", help="A file of heads (audit anchor --append): its last one."
+    ),
+    data_dir: Path = DataDir,
+) -> None:
+    """Walk the whole chain: exit 0 when intact, 1 with the first broken link. With an
+    anchor, the anchored row must still carry its hash and the chain must reach it: a
+    chain rewritten from some row on, or cut at its end, is caught too."""
+    from maillage.cli.main import running_database
+
+    console = Console()
+    settings = load_settings(data_dir=data_dir)
+    try:
+        anchored = _anchor_of(anchor, anchor_file)
+        with running_database(settings) as conninfo:
+            report = asyncio.run(_verify(conninfo, console, anchored))
     except MaillageError as error:
         console.print(f"[red]error[/red]: {error.message}")
         raise typer.Exit(EXIT_ERROR) from None
     if report.intact:
+        against = f", anchored row {anchored[0]} matches" if anchored else ""
         console.print(
             f"[green]intact[/green]: {report.checked} events, head {report.head_seq}"
-            f" {report.head_hash}",
+            f" {report.head_hash}{against}",
             highlight=False,
             soft_wrap=True,
         )
