@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     hl7_store_timeout_s: float = 5.0
     # Processing: concurrent workers, attempts before the dead letter, backoff.
     hl7_workers: int = 2
+    # `maillage gateway`: processes converting messages (the first one also listens).
+    hl7_processes: int = 2
     hl7_max_attempts: int = 5
     hl7_retry_base_s: float = 2.0
     hl7_retry_max_s: float = 300.0

@@ -110,6 +110,88 @@ def test_gateway_runs_alone(hl7_database: str) -> None:
         assert _stop(process) == 0
 
 
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listing:
+            found.update(int(child) for child in listing.read().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _processors(process: subprocess.Popen[bytes], count: int) -> set[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = {pid for pid in _children(process.pid) if _alive(pid)}
+        # spawn's resource tracker is a child too: the processors run maillage's code
+        processors = set()
+        for pid in children:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"resource_tracker" not in cmdline.read():
+                    processors.add(pid)
+        if len(processors) >= count:
+            return processors
+        time.sleep(0.2)
+    raise AssertionError(f"{count} processor processes never started")
+
+
+def test_gateway_with_two_processes_shares_the_work_and_supervises(hl7_database: str) -> None:
+    hl7_port = free_port()
+    command = [sys.executable, "-m", "maillage", "gateway", "--processes", "2"]
+    process = subprocess.Popen(
+        command,
+        env=_environment(hl7_database, hl7_port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_listening(hl7_port, process)
+        (helper,) = _processors(process, 1)
+        with MllpConnection(hl7_port) as client:
+            for number in range(40):
+                control = f"PAIR-{number}"
+                payload = message("adt_a08", control_id=control, ipp=f"IPP{number:04d}")
+                assert ack_code(client.exchange(payload)) == "AA"
+        wait_for(
+            lambda: [row[1] for row in rows(hl7_database)] == ["ignored"] * 40,
+            timeout=60,
+            what="40 messages processed once each",
+        )
+        # a processor that dies stops the gateway, with exit code 1
+        os.kill(helper, signal.SIGKILL)
+        assert process.wait(timeout=30) == 1
+        log = process.stderr.read().decode() if process.stderr else ""
+        assert "stopping the gateway" in log, log
+    finally:
+        if process.poll() is None:
+            _stop(process)
+
+
+def test_a_processor_whose_gateway_was_killed_stops_by_itself(hl7_database: str) -> None:
+    hl7_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maillage", "gateway", "--processes", "2"],
+        env=_environment(hl7_database, hl7_port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_listening(hl7_port, process)
+    (helper,) = _processors(process, 1)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(helper), "the orphaned processor kept running"
+
+
 def test_hl7_messages_and_replay(hl7_database: str) -> None:
     with psycopg.connect(hl7_database, autocommit=True) as conn:
         for control, status, error in (

@@ -1,9 +1,8 @@
-"""``maillage gateway`` (the HL7 v2 gateway alone) and ``maillage hl7 messages|replay``."""
+"""``maillage hl7 messages|replay`` (``maillage gateway`` is ``cli/gateway.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -44,64 +43,6 @@ def _with_gateway(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
 
     with running_database(settings) as conninfo:
         return asyncio.run(run(conninfo))
-
-
-def gateway(
-    host: str = typer.Option(None, help="MLLP address (default 127.0.0.1)."),
-    port: int = typer.Option(None, help="MLLP port (default 2575)."),
-    data_dir: Path = _DataDir,
-) -> None:
-    """Run the HL7 v2 gateway alone: MLLP listener and processor, no HTTP."""
-    from maillage.app import write_hooks
-    from maillage.cli.main import _configure_logging, running_database
-    from maillage.demo.senders import apply_site_configuration
-    from maillage.fhir.repository import FhirStore
-    from maillage.fhir.search.engine import SearchEngine
-    from maillage.fhir.search_definitions import SearchDefinitions
-    from maillage.hl7v2.service import build_gateway
-    from maillage.jobs import JobService
-    from maillage.mpi import build_patient_index
-    from maillage.security import AllowAll
-    from maillage.storage import Database
-
-    settings = load_settings(hl7_host=host, hl7_port=port, data_dir=data_dir)
-    _configure_logging(settings.log_level)
-
-    async def serve(conninfo: str) -> None:
-        database = Database(conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await database.open()
-        # The FHIR store the conversions (ORU^R01) write through, following the custom
-        # search parameters like the hub's processes do.
-        jobs = JobService(database, max_attempts=settings.job_max_attempts)
-        definitions = SearchDefinitions(
-            database, jobs, refresh_s=settings.search_definitions_refresh_s
-        )
-        engine = SearchEngine(timeout_ms=settings.search_timeout_ms)
-        # As the hub builds it: the patient index matches the identity feed's Patients,
-        # the care relationships follow its encounters. The feeds write as the system.
-        sites = apply_site_configuration(settings.hl7_sites_file)
-        hooks = write_hooks(settings, build_patient_index(settings))
-        store = FhirStore(database, AllowAll(), engine, definitions=definitions, write_hooks=hooks)
-        hl7 = build_gateway(settings, database, sites, fhir=store)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await definitions.refresh()
-            definitions.start()
-            await hl7.start()
-            await stop.wait()
-        finally:
-            await hl7.stop()
-            await definitions.stop()
-            await database.close()
-
-    try:
-        with running_database(settings) as conninfo:
-            asyncio.run(serve(conninfo))
-    except MaillageError as error:
-        _fail(error)
 
 
 @hl7_app.command("messages")

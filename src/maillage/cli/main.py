@@ -14,7 +14,8 @@ import typer
 
 from maillage.cli.admin import admin_app
 from maillage.cli.audit import audit_app
-from maillage.cli.hl7 import gateway, hl7_app
+from maillage.cli.gateway import gateway
+from maillage.cli.hl7 import hl7_app
 from maillage.cli.identity import identity_app
 from maillage.errors import ConfigurationError, MaillageError
 from maillage.settings import Settings, load_settings
