@@ -104,7 +104,7 @@ def test_target_system_restricts_the_answer_to_those_domains(http: httpx.Client)
 def test_the_same_query_posted_as_parameters_gets_the_same_answer(
     http: httpx.Client, fhir: SyncFHIRClient
 ) -> None:
-    first, second, third = _same_person_at_three_sites(http)
+    first, _second, third = _same_person_at_three_sites(http)
     asked = http.get(
         PIX,
         params=[("sourceIdentifier", _token(_ipp(first))), ("targetSystem", SITES[2].ipp_system)],
