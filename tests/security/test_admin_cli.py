@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from maillage.cli.main import app
 from maillage.security.issuer import LocalIssuer, load_or_create_key
+from maillage.security.sealing import PREFIX, SecretSeal
 from maillage.security.tokens import TokenValidator
 from tests.security.conftest import with_accounts
 
@@ -88,7 +89,12 @@ def test_totp_enroll_prints_the_uri_once(env: dict[str, str], accounts_database:
     async def sign_in(accounts):  # type: ignore[no-untyped-def]
         return await accounts.authenticate("jdupont", PASSWORD, totp.now())
 
-    assert with_accounts(accounts_database, sign_in).subject == "jdupont"
+    # sealed under the hub's key (data_dir/keys), which the hub's processes read
+    with psycopg.connect(accounts_database) as conn:
+        row = conn.execute("SELECT totp_secret FROM auth_user").fetchone()
+    assert row is not None and row[0].startswith(PREFIX) and totp.secret not in row[0]
+    seal = SecretSeal.load_or_create(Path(env["MAILLAGE_DATA_DIR"]) / "keys")
+    assert with_accounts(accounts_database, sign_in, seal=seal).subject == "jdupont"
 
 
 def test_errors_say_what_to_fix_with_exit_code_1(env: dict[str, str]) -> None:
