@@ -46,7 +46,9 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     return process.wait(timeout=60)
 
 
-def test_serve_with_two_workers_runs_one_listener(hl7_database: str) -> None:
+def test_serve_with_three_workers_runs_one_listener_and_two_processors(
+    hl7_database: str,
+) -> None:
     http_port, hl7_port = free_port(), free_port()
     process = subprocess.Popen(
         [
@@ -56,7 +58,7 @@ def test_serve_with_two_workers_runs_one_listener(hl7_database: str) -> None:
             "serve",
             "--no-demo",
             "--workers",
-            "2",
+            "3",
             "--port",
             str(http_port),
         ],
@@ -84,6 +86,8 @@ def test_serve_with_two_workers_runs_one_listener(hl7_database: str) -> None:
     for secret in (FAMILY, GIVEN, "IPP1001"):
         assert secret not in log
     assert log.count("MLLP listening on") == 1, log
+    # the workers that do not listen convert: each with its tasks
+    assert log.count("hl7 processor: 2 tasks converting stored messages") == 2, log
 
 
 def _healthy(port: int) -> bool:

@@ -36,9 +36,10 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, log_level: str, index: int = 0, count: int = 1) -> None:
     """One worker (a spawned process): the app from the environment, its own socket.
 
-    The HL7 v2 gateway runs in one worker only (one MLLP listener per hub); with two
-    workers or more, its processor runs in worker 1, so that converting messages does not
-    take the listener's event loop from the ACKs (docs/benchmarks.md).
+    The HL7 v2 gateway listens in one worker only (one MLLP listener per hub); with two
+    workers or more, the other workers convert the stored messages, so that converting
+    (Python-bound: one process uses one core) does not take the listener's event loop from
+    the ACKs (docs/benchmarks.md) and grows with the workers.
     """
     import os
 
@@ -46,10 +47,8 @@ def _worker(host: str, port: int, log_level: str, index: int = 0, count: int = 1
 
     if count > 1 and index == 0:
         os.environ["MAILLAGE_HL7_WORKERS"] = "0"
-    elif index == 1:
+    elif index >= 1:
         os.environ["MAILLAGE_HL7_LISTEN"] = "false"
-    elif index > 1:
-        os.environ["MAILLAGE_HL7_ENABLED"] = "false"
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -159,6 +159,10 @@ class Gateway:
         """Start the processor (``hl7_workers`` tasks, maybe none), then the listener unless
         ``listen`` (default: ``hl7_listen``) is False. The listener may fail: port taken."""
         self.processor.start()
+        if self.processor.concurrency:
+            log.info(
+                "hl7 processor: %d tasks converting stored messages", self.processor.concurrency
+            )
         if not (self.settings.hl7_listen if listen is None else listen):
             return
         settings = self.settings
