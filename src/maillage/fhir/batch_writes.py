@@ -50,15 +50,15 @@ Criteria = list[tuple[str, str]]
 # both tables on their indexes whatever the planner's statistics (a new hub's tables have
 # none yet, and a join planned from none read every Observation): the rids come from the
 # hash index, the rows from the primary key, each row's matching hashes from its own
-# index rows (a resource may carry several of the group's identifiers). A token hash
-# carries its resource type (``token_hash(type, param, ...)``): no type condition, which
-# would read the type's whole index.
+# index rows (a resource may carry several of the group's identifiers). The type is
+# checked on the token rows the hash found (a hash carries the type already, short of a
+# collision), not on ``resource``, where it would read the type's whole index.
 _LOOKUP = sql.SQL(
     "SELECT ARRAY(SELECT x.system_code_hash FROM sp_token x WHERE x.rid = r.rid"
     " AND x.system_code_hash = ANY(%(hashes)s::bigint[])), r.rid, r.id, r.version_id,"
     " r.content_hash, r.last_updated, r.method, r.content, ({writable}) FROM resource r"
     " WHERE r.rid = ANY(ARRAY(SELECT x.rid FROM sp_token x"
-    " WHERE x.system_code_hash = ANY(%(hashes)s::bigint[])))"
+    " WHERE x.system_code_hash = ANY(%(hashes)s::bigint[]) AND x.resource_type = %(type)s))"
     " AND NOT r.deleted AND {visible} FOR UPDATE OF r"
 )
 # The same search without locks (a handler finding the patient of an IPP); at most two
@@ -207,7 +207,7 @@ async def _lookup(
     )
     async with conn.pipeline():
         await conn.execute(_LOCK, (sorted(locks),))
-        cursor = await conn.execute(query, {"hashes": hashes})
+        cursor = await conn.execute(query, {"hashes": hashes, "type": resource_type})
         rows = await cursor.fetchall()
     found: dict[int, dict[int, _Match]] = {}
     for keys, rid, rid_id, version, hashed, moment, method, content, writable in rows:
