@@ -366,10 +366,10 @@ class StoreFloor:
     def adt_ops(self, chains: list[list[Message]]) -> list[list[FloorOp]]:
         """Per patient: the A28's Patient (IdentityUpdate, new IPP) and the A01's Encounter
         (MovementsHandler, opening insert)."""
+        from maillage.fhir.matching import identifier_criteria as criteria
         from maillage.hl7v2.identity_mapping import source_identity
         from maillage.hl7v2.movements import apply
         from maillage.hl7v2.movements_mapping import encounter, read_movement
-        from maillage.hl7v2.results_mapping import criteria
 
         found: list[list[FloorOp]] = []
         for a28, a01 in chains:
@@ -398,9 +398,9 @@ class StoreFloor:
     def oru_ops(self, messages: list[tuple[Identity, Message]]) -> list[list[FloorOp]]:
         """Per message: ResultsHandler's patient and encounter searches, ten Observations
         (one group) and the DiagnosticReport by conditional update."""
+        from maillage.fhir.matching import identifier_criteria as criteria
         from maillage.hl7v2.results import _order_groups
         from maillage.hl7v2.results_mapping import (
-            criteria,
             diagnostic_report,
             observation,
             read_order,
@@ -529,7 +529,7 @@ def _oru_op(
     observations: list[dict[str, Any]],
     report: dict[str, Any],
 ) -> Op:
-    from maillage.hl7v2.results_mapping import criteria
+    from maillage.fhir.matching import identifier_criteria as criteria
 
     def key(resource: dict[str, Any]) -> list[tuple[str, str]]:
         first = resource["identifier"][0]

@@ -19,6 +19,12 @@ from tests.security.conftest import with_accounts
 PASSWORD = "a synthetic passphrase 77"
 
 
+async def _enrol(accounts: AccountService) -> str:
+    """jdupont, with a TOTP: its provisioning URI."""
+    await accounts.add_user("jdupont", PASSWORD, role="physician", sites=["CHM"])
+    return await accounts.enroll_totp("jdupont")
+
+
 def _stored(conninfo: str, login: str) -> tuple[str, int | None]:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(
@@ -76,11 +82,7 @@ def test_enrolment_stores_it_sealed_and_sign_in_reads_it(
 def test_a_secret_stored_in_clear_is_sealed_at_the_next_sign_in(
     accounts_database: str, tmp_path: Path
 ) -> None:
-    async def enrol_in_clear(accounts: AccountService) -> str:
-        await accounts.add_user("jdupont", PASSWORD, role="physician", sites=["CHM"])
-        return await accounts.enroll_totp("jdupont")
-
-    uri = with_accounts(accounts_database, enrol_in_clear)  # a hub from before sealing
+    uri = with_accounts(accounts_database, _enrol)  # a hub from before sealing
     secret = pyotp.parse_uri(uri).secret
     assert _stored(accounts_database, "jdupont")[0] == secret
     code = pyotp.parse_uri(uri).now()
@@ -100,11 +102,7 @@ def test_a_secret_stored_in_clear_is_sealed_at_the_next_sign_in(
 def test_a_secret_this_key_cannot_open_is_refused_without_counting_a_failure(
     accounts_database: str, tmp_path: Path
 ) -> None:
-    async def enrol(accounts: AccountService) -> str:
-        await accounts.add_user("jdupont", PASSWORD, role="physician", sites=["CHM"])
-        return await accounts.enroll_totp("jdupont")
-
-    uri = with_accounts(accounts_database, enrol, seal=SecretSeal(os.urandom(32)))
+    uri = with_accounts(accounts_database, _enrol, seal=SecretSeal(os.urandom(32)))
 
     async def sign_in(accounts: AccountService) -> None:
         for _ in range(4):  # more than the lockout threshold (3)

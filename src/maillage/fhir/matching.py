@@ -14,6 +14,13 @@ from maillage.fhir.model import StoredResource
 from maillage.fhir.search.engine import SearchEngine
 
 
+def identifier_criteria(system: str, value: str) -> list[tuple[str, str]]:
+    """The search criteria ``identifier=system|value`` for one identifier, its value
+    escaped as search values are (backslashes and commas: ``conditions.split_commas``)."""
+    escaped = value.replace("\\", "\\\\").replace(",", "\\,")
+    return [("identifier", f"{system}|{escaped}")]
+
+
 def criteria_lock_key(resource_type: str, criteria: list[tuple[str, str]]) -> int:
     """A 64-bit advisory lock key for these criteria (their order does not matter)."""
     digest = blake2b(repr((resource_type, sorted(criteria))).encode(), digest_size=8).digest()

@@ -31,7 +31,7 @@ from maillage.errors import (
 from maillage.fhir import batch_writes, sql_writes
 from maillage.fhir.business_rules import check_business_rules
 from maillage.fhir.indexing.extractor import extract_index
-from maillage.fhir.matching import single_match
+from maillage.fhir.matching import identifier_criteria, single_match
 from maillage.fhir.model import SearchPage, StoredResource, WriteOutcome
 from maillage.fhir.patching import apply_json_patch, check_patch_document
 from maillage.fhir.read_batching import ReadBatcher
@@ -404,10 +404,8 @@ class Repository:
         async with self._single_statement() as conn:
             found = await batch_writes.find_identified(self, conn, resource_type, system, value)
         if found is None:
-            escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
-            page = await self.search(
-                resource_type, [("identifier", f"{system}|{escaped}"), ("_count", "2")]
-            )
+            criteria = identifier_criteria(system, value)
+            page = await self.search(resource_type, [*criteria, ("_count", "2")])
             return page.entries
         return found
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from maillage.fhir.matching import identifier_criteria as criteria
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.identity_mapping import (
     IdentityDataError,
@@ -43,7 +44,6 @@ from maillage.hl7v2.identity_mapping import (
     source_identity,
 )
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
-from maillage.hl7v2.results_mapping import criteria
 from maillage.hl7v2.sites import SiteConfig
 from maillage.identity.checks import IDENTITY_RELIABILITY_URL
 from maillage.identity.ins import INS_SYSTEMS

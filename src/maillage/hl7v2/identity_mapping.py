@@ -118,7 +118,10 @@ def segment(message: hl7.Message, name: str, what: str) -> hl7.Segment:
 def identifiers(seg: hl7.Segment, number: int) -> list[Cx]:
     found = []
     for repetition in range(1, repetition_count(seg, number) + 1):
-        parts = [_sub(seg, number, repetition, c, s) for c, s in ((1, 1), (4, 1), (4, 2), (5, 1))]
+        parts = [
+            segment_value(seg, number, repetition, c, s)
+            for c, s in ((1, 1), (4, 1), (4, 2), (5, 1))
+        ]
         if parts[0]:
             found.append(Cx(*parts))
     return found
@@ -245,13 +248,13 @@ def names(pid: hl7.Segment) -> list[dict[str, Any]]:
     found: list[tuple[str, dict[str, Any]]] = []
     count = repetition_count(pid, 5)
     for n in range(1, count + 1):
-        kind = _sub(pid, 5, n, 7, 1).upper()
+        kind = segment_value(pid, 5, n, 7, 1).upper()
         if kind not in NAME_USES:
             raise IdentityDataError(
                 f"PID-5 repetition {n}: name type (XPN-7) {kind!r} is not one of L, D, S, U "
                 "(IHE PAM FR 6.6.2)"
             )
-        family, given, further, prefix = (_sub(pid, 5, n, c, 1) for c in (1, 2, 3, 5))
+        family, given, further, prefix = (segment_value(pid, 5, n, c, 1) for c in (1, 2, 3, 5))
         if family == NULL:
             family = ""  # "" on D: the used name is no longer defined (6.6.2)
         name: dict[str, Any] = {}
@@ -313,7 +316,7 @@ def _addresses(pid: hl7.Segment) -> tuple[list[dict[str, Any]], dict[str, Any] |
     birthplace: dict[str, Any] | None = None
     for n in range(1, repetition_count(pid, 11) + 1):
         street, other, city, state, postcode, country, kind, _, county = (
-            _clean(_sub(pid, 11, n, c, 1)) for c in range(1, 10)
+            _clean(segment_value(pid, 11, n, c, 1)) for c in range(1, 10)
         )
         kind = kind.upper()
         if kind == "BDL":
@@ -346,13 +349,18 @@ def _addresses(pid: hl7.Segment) -> tuple[list[dict[str, Any]], dict[str, Any] |
 def _telecom(pid: hl7.Segment, number: int, use: str) -> list[dict[str, Any]]:
     found = []
     for n in range(1, repetition_count(pid, number) + 1):
-        code, equipment = _sub(pid, number, n, 2, 1).upper(), _sub(pid, number, n, 3, 1).upper()
+        code, equipment = (
+            segment_value(pid, number, n, 2, 1).upper(),
+            segment_value(pid, number, n, 3, 1).upper(),
+        )
         if equipment == "INTERNET" or code == "NET":
-            if email := _clean(_sub(pid, number, n, 4, 1)):
+            if email := _clean(segment_value(pid, number, n, 4, 1)):
                 found.append({"system": "email", "value": email, "use": use})
             continue
-        value = _clean(_sub(pid, number, n, 1, 1) or _sub(pid, number, n, 12, 1))
-        value = value or _clean(_sub(pid, number, n, 6, 1) + _sub(pid, number, n, 7, 1))
+        value = _clean(segment_value(pid, number, n, 1, 1) or segment_value(pid, number, n, 12, 1))
+        value = value or _clean(
+            segment_value(pid, number, n, 6, 1) + segment_value(pid, number, n, 7, 1)
+        )
         if not value:
             continue
         system = {"FX": "fax", "BP": "pager"}.get(equipment, "phone")
@@ -407,10 +415,6 @@ def control_id(message: hl7.Message) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _sub(seg: hl7.Segment, number: int, repetition: int, component: int, sub: int) -> str:
-    return segment_value(seg, number, repetition, component, sub)
-
-
 def _zfd_corrected(message: hl7.Message) -> bool:
     try:
         zfd = message.segment("ZFD")

@@ -28,6 +28,7 @@ from typing import Any
 import hl7
 import orjson
 
+from maillage.fhir.matching import identifier_criteria as criteria
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.movements_mapping import (
     CANCELS,
@@ -47,7 +48,6 @@ from maillage.hl7v2.movements_mapping import (
 from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
 from maillage.hl7v2.results import UnknownPatient, site_ipp_of
-from maillage.hl7v2.results_mapping import criteria
 from maillage.hl7v2.sites import SiteConfig
 from maillage.security import RequestContext
 
@@ -171,7 +171,7 @@ class MovementsHandler:
         empty) now belong to PID-3's patient."""
         pid = segment(message, "PID", "patient")
         mrg = segment(message, "MRG", "prior patient")
-        account = _first(pid, 18) or _first(mrg, 3)
+        account = segment_value(pid, 18) or segment_value(mrg, 3)
         if not account:
             raise MovementDataError("PID-18: the account number to move is empty")
         patient_id = await patient_of(repo, message, site)
@@ -188,10 +188,6 @@ class MovementsHandler:
             body["subject"] = {"reference": f"Patient/{patient_id}"}
             await repo.update("Encounter", stored.id, body)
         return PROCESSED
-
-
-def _first(seg: hl7.Segment, field: int) -> str:
-    return segment_value(seg, field)
 
 
 def _account_of(current: dict[str, Any], site: SiteConfig) -> str:

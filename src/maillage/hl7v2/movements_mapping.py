@@ -133,10 +133,6 @@ def segment(message: hl7.Message, name: str, what: str) -> hl7.Segment:
         raise MovementDataError(f"{name}: the message has no {what} ({name} segment)") from None
 
 
-def sub(seg: hl7.Segment, field: int, component: int, subcomponent: int) -> str:
-    return segment_value(seg, field, 1, component, subcomponent)
-
-
 def uf_system(site: SiteConfig, oid: str = "") -> str:
     """The system of the site's UF codes: the assigning authority's OID when the message
     gives it (ZBE-7.6.2), else ``urn:maillage:site:<code>:uf``."""
@@ -156,7 +152,7 @@ def _unit(zbe: hl7.Segment, field: int, site: SiteConfig) -> Ref | None:
         code, label = label, ""
     if not code:
         return None
-    return Ref("Organization", uf_system(site, sub(zbe, field, 6, 2)), code, label)
+    return Ref("Organization", uf_system(site, segment_value(zbe, field, 1, 6, 2)), code, label)
 
 
 def _doctor(pv1: hl7.Segment) -> Ref | None:
@@ -164,7 +160,7 @@ def _doctor(pv1: hl7.Segment) -> Ref | None:
     code, family, given = (leaf(pv1, 7, n) for n in (1, 2, 3))
     if not (code or family):
         return None
-    oid = sub(pv1, 7, 9, 2)
+    oid = segment_value(pv1, 7, 1, 9, 2)
     display = " ".join(part for part in (given, family) if part)
     return Ref("Practitioner", f"urn:oid:{oid}" if oid else "", code or display, display)
 

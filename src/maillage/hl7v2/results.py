@@ -21,12 +21,12 @@ from typing import Any
 
 import hl7
 
+from maillage.fhir.matching import identifier_criteria as criteria
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
 from maillage.hl7v2.results_mapping import (
     ResultDataError,
-    criteria,
     diagnostic_report,
     leaf,
     observation,
@@ -171,7 +171,8 @@ def site_ipp_of(message: hl7.Message, site: SiteConfig) -> str:
     first_pi = ""
     for number in range(1, repetition_count(pid, 3) + 1):
         value, namespace, oid, kind = (
-            _cx(pid, number, component, sub) for component, sub in ((1, 1), (4, 1), (4, 2), (5, 1))
+            segment_value(pid, 3, number, component, sub)
+            for component, sub in ((1, 1), (4, 1), (4, 2), (5, 1))
         )
         if not value or value == '""':
             continue
@@ -180,10 +181,6 @@ def site_ipp_of(message: hl7.Message, site: SiteConfig) -> str:
         if kind == "PI" and not first_pi:
             first_pi = value
     return first_pi
-
-
-def _cx(pid: hl7.Segment, repetition: int, component: int, subcomponent: int) -> str:
-    return segment_value(pid, 3, repetition, component, subcomponent)
 
 
 def register_results(registry: HandlerRegistry, store: FhirStore) -> None:

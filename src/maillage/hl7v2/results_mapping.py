@@ -167,12 +167,6 @@ def identifier(system: str, value: str, type_code: str | None = None) -> dict[st
     return found
 
 
-def criteria(system: str, value: str) -> list[tuple[str, str]]:
-    """Search criteria for one identifier (commas and backslashes escaped)."""
-    escaped = value.replace("\\", "\\\\").replace(",", "\\,")
-    return [("identifier", f"{system}|{escaped}")]
-
-
 def _practitioner(segment: hl7.Segment, field: int) -> dict[str, Any] | None:
     """An XCN (id^family^given) as a logical Practitioner reference, or None."""
     code, family, given = (leaf(segment, field, n) for n in (1, 2, 3))
