@@ -97,8 +97,22 @@ def clean_database(database_url: str) -> str:
             "UPDATE search_definitions SET generation = generation + 1 WHERE EXISTS"
             " (SELECT 1 FROM resource WHERE resource_type = 'SearchParameter')"
         )
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
     return database_url
+
+
+def empty_tables(conn: psycopg.Connection, tables: tuple[str, ...] = TABLES) -> None:
+    """Empty the tables (autocommit connection), trying again when a running hub's
+    background transaction (a job claim, an audit record) took its locks in another
+    order: TRUNCATE locks every table at once, and PostgreSQL cancels one side."""
+    for attempt in range(5):
+        try:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
+            time.sleep(0.1)
 
 
 def definitions_generation(database_url: str) -> int:

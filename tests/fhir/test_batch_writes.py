@@ -20,6 +20,7 @@ from maillage.fhir.sql_writes import INDEX_TABLES
 from maillage.security import AllowAll, RequestContext
 from maillage.storage import Database
 from tests import factories
+from tests.conftest import empty_tables
 
 SYSTEM = "urn:oid:1.2.250.1.999.1.2.3"
 Item = tuple[list[tuple[str, str]], dict[str, Any]]
@@ -112,9 +113,9 @@ def test_a_group_gives_the_outcomes_rows_and_index_rows_of_one_by_one(
     seen = {}
     for name, writer in WRITERS.items():
         with psycopg.connect(clean_database, autocommit=True) as conn:
-            conn.execute(
-                "TRUNCATE resource, resource_version, "
-                + ", ".join(spec.table for spec in INDEX_TABLES)
+            empty_tables(
+                conn,
+                ("resource", "resource_version", *(spec.table for spec in INDEX_TABLES)),
             )
         seen[name] = (_run(clean_database, writer, steps), _stored(clean_database))
     flags, stored = seen["grouped"]

@@ -14,7 +14,7 @@ from maillage.cli.main import app
 from maillage.loading.prepare import INDEX_COLUMNS
 from maillage.loading.service import BulkLoader
 from maillage.storage import deferred_indexes, prepare_database
-from tests.conftest import TABLES
+from tests.conftest import empty_tables
 from tests.loading.conftest import SMALL_TERRITORY, SYNTHEA_10, read_ndjson
 
 SEARCH_TABLES = list(INDEX_COLUMNS)
@@ -55,7 +55,7 @@ def test_a_load_building_indexes_after_ends_like_a_row_by_row_load(
     rows_row_by_row = _index_rows(clean_database)
     assert not row_by_row.indexes_built_after
     with psycopg.connect(clean_database, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
 
     report = BulkLoader(clean_database, index_build="after").load_paths([SYNTHEA_10])
 

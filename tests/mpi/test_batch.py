@@ -16,7 +16,7 @@ from maillage.mpi.batch import BatchDedupe
 from maillage.mpi.index import PatientIndex
 from maillage.security import AllowAll, RequestContext
 from maillage.storage import Database
-from tests.conftest import TABLES
+from tests.conftest import empty_tables
 from tests.factories import source_identity
 
 
@@ -158,7 +158,7 @@ def test_batch_equals_the_online_path(clean_database: str) -> None:
     asyncio.run(_online(clean_database, bodies))
     online = _outcome(clean_database)
     with psycopg.connect(clean_database, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
     BulkLoader(clean_database, workers=1).load_resources(bodies)
     asyncio.run(_dedupe(clean_database))
     batch = _outcome(clean_database)

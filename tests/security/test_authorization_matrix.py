@@ -18,7 +18,7 @@ from maillage.fhir.definitions import compartment_reference_params
 from maillage.security.matrix import Matrix, load_matrix
 from maillage.security.policy import Action
 from tests import factories
-from tests.conftest import TABLES, RunningHub, _wait_for_definitions
+from tests.conftest import RunningHub, _wait_for_definitions, empty_tables
 from tests.factories import source_identity
 
 FEED = {"X-Maillage-User": "system:feed", "X-Maillage-Roles": "service"}
@@ -103,7 +103,7 @@ def world(care_hub: RunningHub, database_url: str) -> Iterator[dict[str, Any]]:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
     _wait_for_definitions(database_url)
     policy = matrix()
     with httpx.Client(base_url=f"{care_hub.base_url}/fhir", timeout=30) as http:

@@ -20,7 +20,7 @@ import pytest
 
 from maillage.fhir.definitions import params_for
 from maillage.loading.service import BulkLoader
-from tests.conftest import TABLES, RunningHub
+from tests.conftest import RunningHub, empty_tables
 from tests.fhir.search import oracle
 
 MIN_QUERIES = 500
@@ -39,7 +39,7 @@ def loaded(
 ) -> Iterator[str]:
     """The sample (with its derived resources) in an emptied database; emptied again after."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
     resources = [resource for resources in sample.values() for resource in resources]
     report = BulkLoader(database_url).load_resources(resources)
     assert report.rejected == []
@@ -55,7 +55,7 @@ def loaded(
         resource["meta"] = stored[(resource["resourceType"], resource["id"])]
     yield f"{hub.base_url}/fhir"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        empty_tables(conn)
 
 
 def _indexed(resource_type: str, code: str) -> bool:
