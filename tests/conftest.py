@@ -49,6 +49,7 @@ TABLES = (
     "care_access",
     "care_objection",
     "audit_event",
+    "audit_pending",
 )
 
 

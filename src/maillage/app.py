@@ -21,12 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maillage.audit.anchoring import AnchorPublisher
 from maillage.audit.http import audit_routes
+from maillage.audit.journal import AuditJournal, PendingSealer
 from maillage.audit.service import AuditTrail
 from maillage.demo.insi import DemoRegisterInsi
 from maillage.demo.senders import apply_site_configuration
 from maillage.errors import ConfigurationError, Issue
 from maillage.fhir import validation
-from maillage.fhir.definitions import compartment_reference_params, search_params
+from maillage.fhir.definitions import REGISTRY, compartment_reference_params, search_params
 from maillage.fhir.export import EXPORT_KIND, ExportService
 from maillage.fhir.http.auditing import configure as configure_audit
 from maillage.fhir.http.export import ExportApi
@@ -192,7 +193,15 @@ def access_policy(settings: Settings, sites: SiteRegistry) -> AccessPolicy:
             site.code: site.organization_id for site in sites.sites if site.organization_id
         },
         same_person=same_person,
+        is_token_param=is_token_param,
     )
+
+
+def is_token_param(resource_type: str, code: str) -> bool:
+    """Whether ``code`` is an indexed token search parameter of the type (official or
+    custom, as currently defined): what a scope's ``?restriction`` can be."""
+    param = REGISTRY.current().by_type.get(resource_type, {}).get(code)
+    return param is not None and param.type == "token" and param.indexed
 
 
 def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> Starlette:
@@ -215,7 +224,11 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
     policy = access_policy(settings, sites)
     # Every FHIR exchange into the hash-chained audit (fhir/http/auditing.py).
     trail = AuditTrail(database)
-    configure_audit(trail if settings.audit_enabled else None)
+    # Each change's event staged in its own transaction, chained by the sealer or before
+    # the HTTP answer (audit/journal.py).
+    journal = AuditJournal(trail) if settings.audit_enabled else None
+    sealer = PendingSealer(trail) if settings.audit_enabled else None
+    configure_audit(trail if settings.audit_enabled else None, journaled=journal is not None)
     anchors = (
         AnchorPublisher(trail, settings.audit_anchor_file, settings.audit_anchor_interval_s)
         if settings.audit_enabled and settings.audit_anchor_interval_s > 0
@@ -248,6 +261,7 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
         engine,
         definitions=definitions,
         write_hooks=write_hooks(settings, patient_index),
+        journal=journal,
     )
     api = FhirApi(store, base_url=settings.base_url, max_body_bytes=settings.max_body_bytes)
     exports = ExportService(store, jobs, settings.exports_path)
@@ -294,6 +308,8 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
             worker.start()
         if anchors is not None:
             anchors.start()
+        if sealer is not None:
+            sealer.start()
         try:
             if hl7 is not None:
                 await hl7.start()
@@ -304,6 +320,10 @@ def create_app(settings: Settings, conninfo: str, *, gateway: bool = False) -> S
                 await hl7.stop()
             await worker.stop()
             await definitions.stop()
+            if sealer is not None:
+                await sealer.stop()
+                with contextlib.suppress(Exception):  # what this process staged last
+                    await trail.seal()
             await trail.close()
             if anchors is not None:
                 await anchors.stop()

@@ -12,6 +12,10 @@ exceptions.
     │   ├── IdMismatch            resourceType / id disagree with the URL
     │   ├── UnsupportedParameter  unknown search parameter under strict handling
     │   ├── InvalidScope          a token request asking for more SMART scopes than granted
+    │   ├── InvalidGrant          an authorization code unknown, used, expired, or not
+    │   │                         matching its client, redirect URI or PKCE verifier
+    │   ├── AuthorizationRefused  an OAuth2 authorization request the hub refuses (sent
+    │   │                         back to the app when its redirect URI is trusted)
     │   ├── UnknownValueSet       a value set url neither stored nor shipped (``:in``)
     │   └── ValueSetNotExpandable a value set the hub cannot expand (a filter on a code
     │                             system whose hierarchy it lacks, an import cycle)
@@ -82,6 +86,27 @@ class InvalidScope(InvalidRequest):
     or scopes that are not SMART scopes: the OAuth2 ``invalid_scope`` error."""
 
     code = "invalid"
+
+
+class InvalidGrant(InvalidRequest):
+    """An authorization code that cannot be exchanged: the OAuth2 ``invalid_grant``."""
+
+    code = "invalid"
+
+
+class AuthorizationRefused(InvalidRequest):
+    """An authorization request (``/auth/authorize``) refused with the OAuth2 ``error``;
+    ``redirect`` (the app's redirect URI with the error) when the app may be told, None
+    when the client or its redirect URI is not trusted (the hub's page says why)."""
+
+    code = "invalid"
+
+    def __init__(
+        self, message: str, error: str = "invalid_request", redirect: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.redirect = redirect
 
 
 class InvalidIns(InvalidRequest):

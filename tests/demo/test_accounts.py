@@ -17,7 +17,7 @@ def test_demo_accounts_are_created_once_with_private_random_passwords(
     clean_database: str, tmp_path: Path
 ) -> None:
     with psycopg.connect(clean_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE auth_user, auth_client")
+        conn.execute("TRUNCATE auth_user, auth_client, auth_code, auth_app")
     settings = Settings(database_url=clean_database, data_dir=tmp_path)
     written = provision_demo_accounts(clean_database, settings)
     assert written is not None

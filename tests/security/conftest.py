@@ -49,7 +49,7 @@ class Clock:
 def accounts_database(database_url: str) -> str:
     """The test database with the accounts tables emptied."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE auth_user, auth_client")
+        conn.execute("TRUNCATE auth_user, auth_client, auth_code, auth_app")
     return database_url
 
 

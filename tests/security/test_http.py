@@ -156,7 +156,7 @@ def _serving(database_url: str, folder: Path, **overrides: Any) -> Iterator[Serv
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE auth_user, auth_client")
+        conn.execute("TRUNCATE auth_user, auth_client, auth_code, auth_app")
 
     async def accounts_setup(accounts: AccountService) -> tuple[str, str]:
         for login in ("jdupont", "mtotp", "locked"):

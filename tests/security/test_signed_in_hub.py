@@ -136,3 +136,61 @@ def test_a_token_with_narrower_scopes_does_only_what_they_allow(
         refused = client.get("/Observation")
         assert refused.status_code == 403
         assert "scopes" in refused.text
+
+
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _categorised(subject: str, category: str) -> dict[str, Any]:
+    return factories.observation(
+        subject=subject,
+        category=[{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
+    )
+
+
+def test_a_restricted_scope_opens_only_the_rows_its_search_finds(
+    hub_url: str, clients: dict[str, httpx.Client]
+) -> None:
+    feed = clients["feed"]
+    patient = _write(feed, source_identity(site=0, birth_name="Scopée", birth_date="1983-03-03"))
+    subject = f"Patient/{patient['id']}"
+    _write(
+        feed,
+        factories.encounter(
+            subject=subject, status="in-progress", serviceProvider={"reference": "Organization/chm"}
+        ),
+    )
+    lab = _write(feed, _categorised(subject, "laboratory"))
+    vital = _write(feed, _categorised(subject, "vital-signs"))
+    restricted = _token(
+        hub_url,
+        {
+            "grant_type": "password",
+            "username": "dr-lucie",
+            "password": PASSWORD,
+            "scope": f"user/Patient.rs user/Observation.rs?category={OBSERVATION_CATEGORY}"
+            "|laboratory",
+        },
+    )
+    with httpx.Client(
+        base_url=f"{hub_url}/fhir", timeout=30, headers={"Authorization": f"Bearer {restricted}"}
+    ) as client:
+        found = client.get("/Observation", params={"subject": subject, "_total": "accurate"})
+        assert found.status_code == 200, found.text
+        assert [e["resource"]["id"] for e in found.json()["entry"]] == [lab["id"]]
+        assert found.json()["total"] == 1
+        assert client.get(f"/Observation/{lab['id']}").status_code == 200
+        # outside the restriction: absent, as an unknown id
+        assert client.get(f"/Observation/{vital['id']}").status_code == 404
+        included = client.get(
+            "/Patient", params={"_id": patient["id"], "_revinclude": "Observation:subject"}
+        )
+        assert {e["resource"]["id"] for e in included.json()["entry"]} == {patient["id"], lab["id"]}
+        everything = client.get(f"/Patient/{patient['id']}/$everything")
+        ids = {e["resource"]["id"] for e in everything.json()["entry"]}
+        assert lab["id"] in ids and vital["id"] not in ids
+        # a restricted scope opens reads and searches, not writes
+        written = client.post("/Observation", json=_categorised(subject, "laboratory"))
+        assert written.status_code == 403
+    # the same user with her whole rights sees both
+    assert clients["doctor"].get(f"/Observation/{vital['id']}").status_code == 200

@@ -16,11 +16,11 @@ A line: ``<seq> <sha-256 hex> <UTC time>``. No patient data: a row number and a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
 
+from maillage.audit.periodic import Periodic
 from maillage.audit.service import AuditTrail
 from maillage.errors import ConfigurationError
 
@@ -70,7 +70,7 @@ class AnchorPublisher:
         self.path = path
         self.interval_s = interval_s
         self._published: int | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("audit-anchor", interval_s, self.publish)
 
     async def publish(self) -> str | None:
         """The line published now, or None when the head has not moved since."""
@@ -85,19 +85,7 @@ class AnchorPublisher:
         return line
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="audit-anchor")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.publish()
-            except Exception:  # the database or the file is away: the next turn tries again
-                log.warning("audit head: publishing failed", exc_info=True)
+        await self._loop.stop()

@@ -301,3 +301,32 @@ def _entities(
                 {"what": {"reference": reference}, "type": _OBJECT, "role": _RESOURCE_ROLE}
             )
     return entities
+
+
+def by_patient(resources: Iterable[dict[str, Any]]) -> dict[str | None, list[str]]:
+    """``Type/id`` of each resource, grouped by the patients it is about (None: about
+    no patient)."""
+    groups: dict[str | None, list[str]] = {}
+    for resource in resources:
+        resource_id = resource.get("id")
+        if not resource_id:
+            continue
+        reference = f"{resource.get('resourceType')}/{resource_id}"
+        patients: list[str | None] = [*sorted(patients_of(resource))] or [None]
+        for patient in patients:
+            groups.setdefault(patient, []).append(reference)
+    return groups
+
+
+def patients_of(resource: dict[str, Any]) -> set[str]:
+    """The patients a resource is about: a Patient itself, else the Patients its
+    ``subject``, ``patient`` or ``beneficiary`` reference."""
+    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+        return {resource["id"]}
+    found: set[str] = set()
+    for field in ("subject", "patient", "beneficiary"):
+        value = resource.get(field)
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(reference, str) and reference.startswith("Patient/"):
+            found.add(reference.removeprefix("Patient/"))
+    return found

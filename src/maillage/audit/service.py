@@ -4,22 +4,21 @@ at my record", and serve the AuditEvents back to the roles allowed to read them.
 How an event reaches the chain (measured in ``bench/audit_append.py``,
 ``docs/benchmarks.md`` "Audit chain"):
 
-- a change (create, update, delete) passes its transaction's connection (``conn=``): the
-  event is chained and inserted in that transaction, last before COMMIT, so a committed
-  write always has its audit row and a rolled-back one has none;
+- a change (create, update, patch, delete, through any surface) is *staged* in its own
+  transaction (``stage``, called by the FHIR store's journal, ``audit/journal.py``): an
+  unchained row in ``audit_pending``, no lock, so a committed write always has its event
+  and a rolled-back one has none, and writes are not serialised by the chain;
 - any other event (reads, searches, refusals, failures) goes to the process's
   ``BatchWriter``: concurrent requests share one lock, one statement, one commit.
   ``record`` returns once the row is committed (``wait=False``: once queued; the queue is
-  flushed by ``close`` at shutdown).
+  flushed by ``close`` at shutdown);
+- staged events are chained by a ``BatchWriter`` pass under the append lock, oldest
+  first: ``seal`` asks for one (the HTTP surface awaits it before answering a write, the
+  ``PendingSealer`` runs one every second for the other surfaces and for what a stopped
+  process left). ``verify`` counts the events still staged.
 
-The cost of the first: the chain is one sequence, so a write that records in its
-transaction holds the append lock through its COMMIT; writes across the hub are then
-serialised at about 600–750/s on the reference machine (the ``lock`` figure), below what
-creates reach without audit. If that ceiling matters, the follow-up that keeps both
-properties: the write inserts its row *unsealed* (no ``seq``/hash: no lock, no
-serialisation) in its transaction, and the batch writer seals the unsealed rows in
-commit order (a trigger allowing only that NULL → value change), ``verify`` reporting
-rows left unsealed.
+``record(conn=...)`` still chains in the caller's transaction directly (holding the append
+lock through its COMMIT: about 600–750 appends/s for the whole hub, the ``lock`` figure).
 """
 
 from __future__ import annotations
@@ -63,6 +62,7 @@ class VerifyReport:
     head_seq: int
     head_hash: str  # hex
     broken: Break | None = None
+    staged: int = 0  # changes' events committed but not chained yet
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,24 @@ class AuditTrail:
         if wait:
             await asyncio.gather(*(future for future in waiting if future is not None))
 
+    async def stage(
+        self, conn: psycopg.AsyncConnection, events: Sequence[store.PendingEvent]
+    ) -> None:
+        """Stage a change's events in its open transaction (see the module's docstring)."""
+        await store.stage(conn, events)
+
+    async def seal(self) -> int:
+        """Chain the staged events (all of them, in passes of ``store.SEAL_BATCH``); how
+        many, once committed."""
+        total = 0
+        while True:
+            done = self.writer.seal()
+            assert done is not None
+            sealed = await done
+            total += sealed
+            if sealed < store.SEAL_BATCH:
+                return total
+
     async def close(self) -> None:
         """Flush what is queued (call at shutdown)."""
         await self.writer.close()
@@ -203,6 +221,7 @@ class AuditTrail:
                     done += len(rows)
                     if progress is not None:
                         progress(min(done, total), total)
+                staged = await store.count_staged(conn)
             finally:
                 await conn.rollback()
                 await conn.set_autocommit(True)
@@ -214,6 +233,7 @@ class AuditTrail:
             head_seq=verifier.last_seq,
             head_hash=last_hash.hex(),
             broken=broken,
+            staged=staged,
         )
 
     # -- reading the audit ----------------------------------------------------------

@@ -35,6 +35,18 @@ _INSERT: Final = (
     " %b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::smallint[],"
     " %b::text[], %b::bytea[], %b::bytea[]) AS t(s, r, p, w, a, o, b, ph, h)"
 )
+_STAGE: Final = (
+    "INSERT INTO audit_pending (recorded, patient_id, who, action, outcome, body)"
+    " SELECT r, p, w, a, o, b::jsonb FROM unnest(%b::timestamptz[], %b::text[], %b::text[],"
+    " %b::text[], %b::smallint[], %b::text[]) AS t(r, p, w, a, o, b)"
+)
+# Under the append lock only one writer takes staged rows at a time; RETURNING has no
+# order, so the caller sorts them by id.
+_TAKE_STAGED: Final = (
+    "DELETE FROM audit_pending WHERE id IN"
+    " (SELECT id FROM audit_pending ORDER BY id LIMIT %s)"
+    " RETURNING id, recorded, patient_id, who, action, outcome, body"
+)
 # The arrays go in binary (%b): in text, each JSON body's quotes are escaped one regex
 # substitution at a time, which made a search page about 40 patients cost 20 ms.
 
@@ -58,21 +70,68 @@ async def head(conn: psycopg.AsyncConnection) -> tuple[int, bytes]:
     return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
 
 
-async def append(conn: psycopg.AsyncConnection, events: Sequence[PendingEvent]) -> list[int]:
-    """Chain and insert ``events`` in the connection's open transaction; their ``seq``.
+async def stage(conn: psycopg.AsyncConnection, events: Sequence[PendingEvent]) -> None:
+    """Insert ``events`` unchained into ``audit_pending``, in the connection's current
+    transaction (a change's own): no lock, one statement. ``append(seal=...)`` chains them."""
+    if not events:
+        return
+    columns: list[list[Any]] = [[] for _ in range(6)]
+    for event in events:
+        values = (
+            event.recorded, event.patient_id, event.who, event.action, event.outcome,
+            orjson.dumps(event.body).decode(),
+        )  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.execute(_STAGE, columns)
+
+
+async def append(
+    conn: psycopg.AsyncConnection, events: Sequence[PendingEvent], *, seal: int = 0
+) -> tuple[list[int], int]:
+    """Chain and insert ``events`` in the connection's open transaction: their ``seq``,
+    and how many staged events (up to ``seal``, oldest first) were chained before them.
 
     Holds the append lock until that transaction ends: call it last before COMMIT."""
-    if not events:
-        return []
+    if not events and not seal:
+        return [], 0
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("audit append needs an open transaction (the lock is per transaction)")
-    # One round trip for both: in a pipeline the head is still read by its own statement,
-    # run once the lock is held (a snapshot taken after the previous append's commit).
+    # One round trip for all: in a pipeline the head (and the staged rows) are still read
+    # by their own statements, run once the lock is held (a snapshot taken after the
+    # previous append's commit).
     async with conn.pipeline():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
         cursor = await conn.execute(_HEAD)
+        staged_cursor = await conn.execute(_TAKE_STAGED, (seal,)) if seal else None
     found = await cursor.fetchone()
+    staged = (
+        [_staged(values) for values in sorted(await staged_cursor.fetchall())]
+        if staged_cursor is not None
+        else []
+    )
     last_seq, prev = (0, GENESIS) if found is None else (int(found[0]), bytes(found[1]))
+    seqs = await _insert_chained(conn, [*staged, *events], last_seq, prev)
+    return seqs[len(staged) :], len(staged)
+
+
+def _staged(values: Sequence[Any]) -> PendingEvent:
+    # values[0] is the staging id: the rows are sorted by it, then it is dropped
+    return PendingEvent(
+        recorded=values[1],
+        patient_id=values[2],
+        who=values[3],
+        action=values[4],
+        outcome=int(values[5]),
+        body=_body(values[6]),
+    )
+
+
+async def _insert_chained(
+    conn: psycopg.AsyncConnection, events: Sequence[PendingEvent], last_seq: int, prev: bytes
+) -> list[int]:
+    if not events:
+        return []
     columns: list[list[Any]] = [[] for _ in range(9)]
     for offset, event in enumerate(events, start=1):
         seq = last_seq + offset
@@ -134,6 +193,12 @@ async def count(conn: psycopg.AsyncConnection) -> int:
     return int(row[0]) if row else 0
 
 
+async def count_staged(conn: psycopg.AsyncConnection) -> int:
+    cursor = await conn.execute("SELECT count(*) FROM audit_pending")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def patient_rows(
     conn: psycopg.AsyncConnection,
     patient_id: str,
@@ -156,16 +221,20 @@ async def patient_rows(
     return [_row(values) for values in await cursor.fetchall()]
 
 
+SEAL_BATCH: Final = 5_000
+
+
 @dataclass
 class _Item:
-    event: PendingEvent
+    event: PendingEvent | None  # None: a request to chain the staged events
     done: asyncio.Future[int] | None
 
 
 class BatchWriter:
     """One task per process appends what the requests queue, in batches of up to
     ``max_batch`` rows per transaction. ``submit`` returns a future set once the row is
-    committed (a request awaits it before answering); ``close`` flushes the queue."""
+    committed (a request awaits it before answering); ``seal`` one set once the events
+    staged so far are chained; ``close`` flushes the queue."""
 
     def __init__(self, db: Database, *, max_batch: int = 500) -> None:
         self.db = db
@@ -175,13 +244,21 @@ class BatchWriter:
         self._closing = False
 
     def submit(self, event: PendingEvent, *, wait: bool = True) -> asyncio.Future[int] | None:
+        return self._enqueue(_Item(event, None), wait)
+
+    def seal(self, *, wait: bool = True) -> asyncio.Future[int] | None:
+        """Chain the staged events (every process's, up to ``SEAL_BATCH``) with the next
+        batch; the future is set to how many were chained once that is committed."""
+        return self._enqueue(_Item(None, None), wait)
+
+    def _enqueue(self, item: _Item, wait: bool) -> asyncio.Future[int] | None:
         if self._closing:
             raise RuntimeError("the audit writer is closed")
-        done = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.put_nowait(_Item(event, done))
+        item.done = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.put_nowait(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="audit-writer")
-        return done
+        return item.done
 
     async def close(self) -> None:
         """Append everything queued, then stop (the app's shutdown)."""
@@ -205,11 +282,13 @@ class BatchWriter:
                     self._queue.task_done()
 
     async def _write(self, batch: list[_Item]) -> None:
+        events = [item.event for item in batch if item.event is not None]
+        seal = SEAL_BATCH if len(events) < len(batch) else 0
         for attempt in range(3):
             try:
                 # pipeline: BEGIN goes with the lock and the head, COMMIT with the INSERT
                 async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-                    seqs = await append(conn, [item.event for item in batch])
+                    seqs, sealed = await append(conn, events, seal=seal)
             except (psycopg.OperationalError, psycopg.errors.UniqueViolation) as error:
                 log.warning("audit append failed (attempt %d): %s", attempt + 1, error)
                 if attempt == 2:
@@ -226,7 +305,9 @@ class BatchWriter:
                         item.done.set_exception(error)
                 return
             else:
-                for item, seq in zip(batch, seqs, strict=True):
+                appended = iter(seqs)
+                for item in batch:
+                    seq = next(appended) if item.event is not None else sealed
                     if item.done is not None and not item.done.done():
                         item.done.set_result(seq)
                 return

@@ -24,8 +24,12 @@ admin_app = typer.Typer(
 )
 user_app = typer.Typer(help="People who sign in with a password (+ TOTP).", no_args_is_help=True)
 client_app = typer.Typer(help="Service accounts (OAuth2 client credentials).", no_args_is_help=True)
+app_app = typer.Typer(
+    help="Apps that sign their users in (OAuth2 authorization code + PKCE).", no_args_is_help=True
+)
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(client_app, name="client")
+admin_app.add_typer(app_app, name="app")
 
 _DataDir = typer.Option(
     None,
@@ -204,6 +208,43 @@ def client_list(data_dir: Path = _DataDir) -> None:
         for client in clients:
             state = "enabled" if client.enabled else "disabled"
             typer.echo(f"{client.client_id}\t{' '.join(client.scopes)}\t{state}")
+
+    _with_accounts(data_dir, work)
+
+
+@app_app.command("add")
+def app_add(
+    client_id: str = typer.Argument(..., help="Lowercase id the app sends, e.g. dossier-web."),
+    name: str = typer.Option(..., help="The name the sign-in page shows."),
+    redirect_uri: list[str] = typer.Option(
+        ...,
+        "--redirect-uri",
+        help="An exact redirect URI (repeatable): https://, or http://127.0.0.1:PORT/...",
+    ),
+    data_dir: Path = _DataDir,
+) -> None:
+    """Register an app (a public client: no secret; PKCE binds its codes)."""
+    from maillage.security.authorization import AuthorizationCodes
+
+    async def work(accounts: AccountService, settings: Settings) -> None:
+        await AuthorizationCodes(accounts.store.database).add_app(client_id, name, redirect_uri)
+
+    _with_accounts(data_dir, work)
+    typer.echo(f"app {client_id} registered; its users sign in at /auth/authorize")
+
+
+@app_app.command("list")
+def app_list(data_dir: Path = _DataDir) -> None:
+    """List registered apps and their redirect URIs."""
+    from maillage.security.authorization import AuthorizationCodes
+
+    async def work(accounts: AccountService, settings: Settings) -> None:
+        apps = await AuthorizationCodes(accounts.store.database).apps()
+        if not apps:
+            typer.echo("no apps: add one with `maillage admin app add`")
+        for app in apps:
+            state = "enabled" if app.enabled else "disabled"
+            typer.echo(f"{app.client_id}\t{app.name}\t{' '.join(app.redirect_uris)}\t{state}")
 
     _with_accounts(data_dir, work)
 

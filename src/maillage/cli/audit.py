@@ -150,11 +150,14 @@ def verify(
     except MaillageError as error:
         console.print(f"[red]error[/red]: {error.message}")
         raise typer.Exit(EXIT_ERROR) from None
+    # Changes' events committed but not chained yet: a running hub chains them within a
+    # second; a number that stays says no hub is running to seal them.
+    staged = f"; {report.staged} staged, not chained yet" if report.staged else ""
     if report.intact:
         against = f", anchored row {anchored[0]} matches" if anchored else ""
         console.print(
             f"[green]intact[/green]: {report.checked} events, head {report.head_seq}"
-            f" {report.head_hash}{against}",
+            f" {report.head_hash}{against}{staged}",
             highlight=False,
             soft_wrap=True,
         )

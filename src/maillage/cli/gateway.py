@@ -92,6 +92,8 @@ async def _serve(
 ) -> int:
     """Until a signal (0), a helper's death, or the parent's (1 and 0)."""
     from maillage.app import write_hooks
+    from maillage.audit import AuditTrail
+    from maillage.audit.journal import AuditJournal, PendingSealer
     from maillage.demo.senders import apply_site_configuration
     from maillage.fhir.repository import FhirStore
     from maillage.fhir.search.engine import SearchEngine
@@ -112,7 +114,14 @@ async def _serve(
     engine = SearchEngine(timeout_ms=settings.search_timeout_ms)
     sites = apply_site_configuration(settings.hl7_sites_file)
     hooks = write_hooks(settings, build_patient_index(settings))
-    store = FhirStore(database, AllowAll(), engine, definitions=definitions, write_hooks=hooks)
+    # The feeds' changes are audited like the API's: staged in their transaction, chained
+    # by this process's sealer.
+    trail = AuditTrail(database)
+    journal = AuditJournal(trail) if settings.audit_enabled else None
+    sealer = PendingSealer(trail) if journal is not None else None
+    store = FhirStore(
+        database, AllowAll(), engine, definitions=definitions, write_hooks=hooks, journal=journal
+    )
     hl7 = build_gateway(settings, database, sites, fhir=store)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,6 +132,8 @@ async def _serve(
     try:
         await definitions.refresh()
         definitions.start()
+        if sealer is not None:
+            sealer.start()
         await hl7.start()
         await stop.wait()
     finally:
@@ -131,6 +142,11 @@ async def _serve(
             await watcher
         await hl7.stop()
         await definitions.stop()
+        if sealer is not None:
+            await sealer.stop()
+            with contextlib.suppress(Exception):  # what this process staged last
+                await trail.seal()
+        await trail.close()
         await database.close()
     return outcome["code"]
 

@@ -107,6 +107,8 @@ def dedupe_command(
 async def _dedupe(conninfo: str, settings: Any, refile: bool, batch_size: int) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from maillage.audit import AuditTrail
+    from maillage.audit.journal import AuditJournal
     from maillage.fhir.repository import FhirStore
     from maillage.fhir.search.engine import SearchEngine
     from maillage.mpi.batch import BatchDedupe
@@ -117,14 +119,20 @@ async def _dedupe(conninfo: str, settings: Any, refile: bool, batch_size: int) -
 
     database = Database(conninfo, min_size=1, max_size=2)
     await database.open()
+    # The links it writes are changes to identities: audited like the hub's own writes.
+    trail = AuditTrail(database)
+    journal = AuditJournal(trail) if settings.audit_enabled else None
     try:
-        store = FhirStore(database, AllowAll(), SearchEngine())
+        store = FhirStore(database, AllowAll(), SearchEngine(), journal=journal)
         service = BatchDedupe(store, PatientIndex(load_model(settings)), batch_size=batch_size)
         total = await service.pending(refile=refile)
         with Progress("dedupe", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task("dedupe", total=total)
-            return await service.run(refile=refile, progress=lambda n: bar.advance(task, n))
+            filed = await service.run(refile=refile, progress=lambda n: bar.advance(task, n))
+        await trail.seal()
+        return filed
     finally:
+        await trail.close()
         await database.close()
 
 

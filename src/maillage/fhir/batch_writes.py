@@ -37,6 +37,7 @@ from maillage.fhir.matching import criteria_lock_key
 from maillage.fhir.model import StoredResource, WriteOutcome
 from maillage.fhir.stamping import content_hash, now_instant, stamp_meta
 from maillage.fhir.validation import validate_resource
+from maillage.fhir.write_steps import journal_outcomes, replace_version
 from maillage.security import Action
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ async def conditional_update_many(
         return [await repo.conditional_update(resource_type, c, b) for c, b in items]
     hooked = resource_type in repo.store.write_hooks
     outcomes: list[WriteOutcome | None] = [None] * len(items)
+    delegated: set[int] = set()
     new: list[tuple[int, str, dict[str, Any]]] = []
     for position, body in enumerate(bodies):
         found = matches.get(hashes[position], {})
@@ -141,6 +143,7 @@ async def conditional_update_many(
             )
         if not found and body.get("id"):  # rare: as one by one, an update of that id
             outcomes[position] = await repo.update(resource_type, str(body["id"]), body)
+            delegated.add(position)  # journaled by ``update``
             continue
         if not found:
             repo._authorize(Action.CREATE, resource_type, body)
@@ -161,8 +164,17 @@ async def conditional_update_many(
         if match.content_hash == content_hash(prepared):
             outcomes[position] = WriteOutcome(match.stored, created=False, changed=False)
         else:
-            outcomes[position] = WriteOutcome(await _replace(conn, match, prepared), created=False)
+            stored = await replace_version(
+                conn,
+                rid=match.rid,
+                version_id=match.stored.version_id,
+                resource=prepared,
+                method="PUT",
+            )
+            outcomes[position] = WriteOutcome(stored, created=False)
     await _insert_new(repo, conn, resource_type, new, outcomes)
+    written = [o for p, o in enumerate(outcomes) if o is not None and p not in delegated]
+    await journal_outcomes(repo, conn, resource_type, written)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
@@ -251,25 +263,3 @@ async def _insert_new(
             resource_type, version.resource_id, 1, moment, False, "POST", version.body
         )
         outcomes[position] = WriteOutcome(stored, created=True)
-
-
-async def _replace(
-    conn: psycopg.AsyncConnection, match: _Match, body: dict[str, Any]
-) -> StoredResource:
-    moment = now_instant()
-    version_id = match.stored.version_id + 1
-    stamped = stamp_meta(body, match.stored.id, version_id, moment)
-    text = orjson.dumps(stamped).decode()
-    await sql_writes.replace_resource(
-        conn,
-        rid=match.rid,
-        version_id=version_id,
-        last_updated=moment,
-        method="PUT",
-        body=text,
-        content_hash=content_hash(stamped),
-        rows=extract_index(stamped),
-    )
-    return StoredResource(
-        match.stored.resource_type, match.stored.id, version_id, moment, False, "PUT", text
-    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from maillage.audit.events import Interaction
 from maillage.errors import (
     Conflict,
     Forbidden,
@@ -39,10 +39,18 @@ from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search.everything import everything
 from maillage.fhir.stamping import check_id, content_hash, now_instant, stamp_meta
 from maillage.fhir.validation import require_known_type, validate_resource
+from maillage.fhir.write_steps import (
+    Current,
+    journal,
+    journal_outcomes,
+    lock_current,
+    replace_version,
+)
 from maillage.security import AccessPolicy, Action, RequestContext
 from maillage.storage import Database
 
 if TYPE_CHECKING:
+    from maillage.audit.journal import AuditJournal
     from maillage.fhir.search_definitions import SearchDefinitions
     from maillage.fhir.write_hooks import WriteHook
 
@@ -51,15 +59,6 @@ _STORED_COLUMNS = "resource_type, id, version_id, last_updated, deleted, method,
 _FETCH_CURRENT = sql.SQL(
     f"SELECT {_STORED_COLUMNS} FROM resource r WHERE r.resource_type = %s AND r.id = %s AND "
 )
-
-
-@dataclass(frozen=True)
-class _Current:
-    rid: int
-    version_id: int
-    deleted: bool
-    content_hash: bytes | None
-    visible: bool = True
 
 
 class FhirStore:
@@ -73,6 +72,7 @@ class FhirStore:
         *,
         definitions: SearchDefinitions | None = None,
         write_hooks: Mapping[str, WriteHook] | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -84,10 +84,17 @@ class FhirStore:
         # Per resource type, a domain that must see each write in its transaction (the
         # patient index for Patient): see ``fhir/write_hooks.py``.
         self.write_hooks: dict[str, WriteHook] = dict(write_hooks or {})
+        # Stages each write's audit event in the write's transaction (``audit/journal.py``);
+        # None: writes are not audited here (tools, tests of the store alone).
+        self.journal = journal
 
     def transactional(self, resource_type: str) -> bool:
         """Whether a create of this type needs a transaction (more than one statement)."""
-        return resource_type == "SearchParameter" or resource_type in self.write_hooks
+        return (
+            resource_type == "SearchParameter"
+            or resource_type in self.write_hooks
+            or self.journal is not None
+        )
 
     def repository(self, ctx: RequestContext) -> Repository:
         return Repository(self, ctx)
@@ -307,13 +314,18 @@ class Repository:
         several = if_none_exist or self.store.transactional(resource_type)
         connection = self._connection() if several else self._single_statement()
         async with connection as conn:
-            if if_none_exist:
-                match = await self._single_match(conn, resource_type, if_none_exist)
-                if match is not None:
-                    return WriteOutcome(match, created=False, changed=False)
-            new_id = resource_id or str(uuid.uuid4())
-            stored = await self._insert(conn, resource, new_id, "POST")
-        return WriteOutcome(stored, created=True)
+            match = (
+                await self._single_match(conn, resource_type, if_none_exist)
+                if if_none_exist
+                else None
+            )
+            if match is not None:
+                outcome = WriteOutcome(match, created=False, changed=False)
+            else:
+                new_id = resource_id or str(uuid.uuid4())
+                outcome = WriteOutcome(await self._insert(conn, resource, new_id, "POST"), True)
+            await journal_outcomes(self, conn, resource_type, [outcome], Interaction.CREATE)
+        return outcome
 
     async def update(
         self,
@@ -333,28 +345,50 @@ class Repository:
             )
         self._authorize(Action.UPDATE, resource_type, resource)
         async with self._connection() as conn:
-            current = await self._lock_current(conn, resource_type, resource_id)
-            if current is not None and not current.visible:
-                raise Forbidden(f"this user may not write {resource_type}/{resource_id}")
-            if current is None:
-                if if_match is not None:
-                    raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
-                return WriteOutcome(
-                    await self._insert(conn, resource, resource_id, method), created=True
-                )
-            if if_match is not None and if_match != current.version_id:
-                raise PreconditionFailed(
-                    f"{resource_type}/{resource_id} is at version {current.version_id}, "
-                    f"not {if_match}"
-                )
-            prepared = await self._before_write(conn, resource_type, resource_id, resource)
-            assert prepared is not None
-            resource = prepared
-            if not current.deleted and current.content_hash == content_hash(resource):
-                unchanged = await self._fetch(conn, resource_type, resource_id)
-                assert unchanged is not None
-                return WriteOutcome(unchanged, created=False, changed=False)
-            stored = await self._replace(conn, current, resource, method)
+            outcome = await self._update(
+                conn, resource_type, resource_id, resource, if_match, method
+            )
+            await journal_outcomes(
+                self,
+                conn,
+                resource_type,
+                [outcome],
+                Interaction.PATCH if method == "PATCH" else None,
+            )
+        return outcome
+
+    async def _update(
+        self,
+        conn: psycopg.AsyncConnection,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        if_match: int | None,
+        method: str,
+    ) -> WriteOutcome:
+        current = await self._lock_current(conn, resource_type, resource_id)
+        if current is not None and not current.visible:
+            raise Forbidden(f"this user may not write {resource_type}/{resource_id}")
+        if current is None:
+            if if_match is not None:
+                raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
+            return WriteOutcome(
+                await self._insert(conn, resource, resource_id, method), created=True
+            )
+        if if_match is not None and if_match != current.version_id:
+            raise PreconditionFailed(
+                f"{resource_type}/{resource_id} is at version {current.version_id}, not {if_match}"
+            )
+        prepared = await self._before_write(conn, resource_type, resource_id, resource)
+        assert prepared is not None
+        resource = prepared
+        if not current.deleted and current.content_hash == content_hash(resource):
+            unchanged = await self._fetch(conn, resource_type, resource_id)
+            assert unchanged is not None
+            return WriteOutcome(unchanged, created=False, changed=False)
+        stored = await replace_version(
+            conn, rid=current.rid, version_id=current.version_id, resource=resource, method=method
+        )
         return WriteOutcome(stored, created=current.deleted)
 
     async def conditional_update(
@@ -442,8 +476,13 @@ class Repository:
             current = await self._lock_current(conn, resource_type, resource_id, Action.DELETE)
             # A row the caller may not see is, for them, a resource that does not exist.
             if current is None or current.deleted or not current.visible:
+                await journal(self, conn, Interaction.DELETE, resource_type, [(resource_id, None)])
                 return None
             await self._before_write(conn, resource_type, resource_id, None)
+            if self.store.journal is not None:  # the event names the deleted one's patient
+                deleted = await self._fetch(conn, resource_type, resource_id)
+                body = orjson.loads(deleted.body) if deleted and deleted.body else None
+                await journal(self, conn, Interaction.DELETE, resource_type, [(resource_id, body)])
             moment = now_instant()
             await sql_writes.mark_deleted(
                 conn, rid=current.rid, version_id=current.version_id + 1, last_updated=moment
@@ -501,24 +540,9 @@ class Repository:
         resource_type: str,
         resource_id: str,
         action: Action = Action.UPDATE,
-    ) -> _Current | None:
-        """The current row, locked; ``visible`` says whether the policy lets this caller
-        see it (writes apply the same row filter as reads)."""
-        query = sql.SQL(
-            "SELECT r.rid, r.version_id, r.deleted, r.content_hash, ({visible}) FROM resource r"
-            " WHERE r.resource_type = %s AND r.id = %s FOR UPDATE"
-        ).format(visible=self._visible(action, "r", resource_type))
-        cursor = await conn.execute(query, (resource_type, resource_id))
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        return _Current(int(row[0]), int(row[1]), bool(row[2]), row[3], bool(row[4]))
-
-    def _stamp(
-        self, resource: dict[str, Any], resource_id: str, version_id: int, moment: datetime
-    ) -> tuple[dict[str, Any], str]:
-        stamped = stamp_meta(resource, resource_id, version_id, moment)
-        return stamped, orjson.dumps(stamped).decode()
+    ) -> Current | None:
+        visible = self._visible(action, "r", resource_type)
+        return await lock_current(conn, visible, resource_type, resource_id)
 
     async def _insert(
         self,
@@ -532,7 +556,8 @@ class Repository:
         assert prepared is not None
         resource = prepared
         moment = now_instant()
-        stamped, body = self._stamp(resource, resource_id, 1, moment)
+        stamped = stamp_meta(resource, resource_id, 1, moment)
+        body = orjson.dumps(stamped).decode()
         try:
             await sql_writes.insert_resource(
                 conn,
@@ -550,27 +575,3 @@ class Repository:
                 f"{stamped['resourceType']}/{resource_id} was created concurrently"
             ) from error
         return StoredResource(stamped["resourceType"], resource_id, 1, moment, False, method, body)
-
-    async def _replace(
-        self,
-        conn: psycopg.AsyncConnection,
-        current: _Current,
-        resource: dict[str, Any],
-        method: str,
-    ) -> StoredResource:
-        moment = now_instant()
-        version_id = current.version_id + 1
-        stamped, body = self._stamp(resource, resource["id"], version_id, moment)
-        await sql_writes.replace_resource(
-            conn,
-            rid=current.rid,
-            version_id=version_id,
-            last_updated=moment,
-            method=method,
-            body=body,
-            content_hash=content_hash(stamped),
-            rows=extract_index(stamped),
-        )
-        return StoredResource(
-            stamped["resourceType"], resource["id"], version_id, moment, False, method, body
-        )

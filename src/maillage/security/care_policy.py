@@ -24,6 +24,7 @@ from maillage.errors import Forbidden
 from maillage.security.context import RequestContext
 from maillage.security.matrix import Matrix
 from maillage.security.policy import Action
+from maillage.security.scope_filter import IsTokenParam, Restriction, compose, restricted_types
 from maillage.security.scopes import ScopeSet
 
 # The security label of a resource masked to professionals (visible to its authors only):
@@ -42,6 +43,10 @@ def only_this_patient(patient: sql.Composable) -> sql.Composable:
     return sql.SQL("SELECT {}").format(patient)
 
 
+def no_token_params(resource_type: str, code: str) -> bool:
+    return False  # without the search definitions, no scope restriction can be applied
+
+
 class CarePolicy:
     def __init__(
         self,
@@ -50,8 +55,10 @@ class CarePolicy:
         *,
         site_organizations: Mapping[str, str] | None = None,
         same_person: SamePerson = only_this_patient,
+        is_token_param: IsTokenParam = no_token_params,
     ) -> None:
         self.matrix = matrix
+        self.is_token_param = is_token_param
         self.compartment = {t: tuple(params) for t, params in compartment.items() if params}
         self.site_organizations = dict(site_organizations or {})
         self.same_person = same_person
@@ -75,11 +82,24 @@ class CarePolicy:
         # A signed-in client's token may narrow what its user may do (SMART scopes). A
         # token naming no resource scope (an IdP's "openid profile") narrows nothing: the
         # user's own rights apply.
+        # Restricted scopes (?category=...) open the type, narrowed in ``sql_filter``.
         scopes = _scopes(frozenset(ctx.scopes)) if ctx.scopes else None
-        if scopes is not None and scopes.resource and not scopes.allows(action, resource_type):
+        if (
+            scopes is not None
+            and scopes.resource
+            and not scopes.allows(action, resource_type)
+            and not self._restricted(frozenset(ctx.scopes), action).get(resource_type)
+        ):
             raise Forbidden(
                 f"the access token's scopes do not allow {action.value} on {resource_type}"
+                " (restricted scopes open reads and searches, by token parameters)"
             )
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - a policy lives as long as the process
+    def _restricted(
+        self, scopes: frozenset[str], action: Action
+    ) -> dict[str, tuple[Restriction, ...]]:
+        return restricted_types(_scopes(scopes), action, self.is_token_param)
 
     # -- row level ---------------------------------------------------------------------
     def principals(self, ctx: RequestContext) -> list[str]:
@@ -100,9 +120,23 @@ class CarePolicy:
             return sql.SQL("TRUE")
         # Rendered once per user, action, alias and type: composing it costs ~0.3 ms of
         # Python per request otherwise (the read by id's whole budget is ~1 ms).
-        return self._rendered(
+        rows = self._rendered(
             ctx.who, ctx.site, frozenset(ctx.roles), action, table_alias, resource_type
         )
+        narrowed = (
+            self._narrowed(frozenset(ctx.scopes), action, table_alias, resource_type)
+            if ctx.scopes
+            else None
+        )
+        return rows if narrowed is None else sql.SQL("({} AND {})").format(rows, narrowed)
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - a policy lives as long as the process
+    def _narrowed(
+        self, scopes: frozenset[str], action: Action, alias: str, resource_type: str | None
+    ) -> sql.Composable | None:
+        """What a token's restricted scopes keep (``scope_filter.py``), rendered once."""
+        composed = compose(self._restricted(scopes, action), alias, resource_type)
+        return None if composed is None else sql.SQL(composed.as_string(None))
 
     @lru_cache(maxsize=4096)  # noqa: B019 - a policy lives as long as the process
     def _rendered(

@@ -12,18 +12,32 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote_plus
 
-from maillage.errors import InvalidRequest, InvalidScope, Unauthenticated
+from maillage.errors import InvalidGrant, InvalidRequest, InvalidScope, Unauthenticated
 from maillage.security.accounts import AccountService
 from maillage.security.accounts_store import AccountStore
+from maillage.security.asgi import (
+    FORM,
+    Answer,
+    ASGIApp,
+    Endpoint,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    header_values,
+    oauth_error,
+    send_json,
+)
+from maillage.security.authorization import AuthorizationCodes
+from maillage.security.authorize_http import AUTHORIZE_PATH, AuthorizePage
 from maillage.security.context import RequestContext
 from maillage.security.issuer import USER_SCOPES, LocalIssuer, load_or_create_key
 from maillage.security.sealing import SecretSeal
@@ -34,49 +48,22 @@ from maillage.storage import Database
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTEXT_KEY = "maillage_context"
 TOKEN_PATH = "/auth/token"
 JWKS_PATH = "/auth/jwks.json"
 SMART_PATH = "/.well-known/smart-configuration"
 # The CapabilityStatement stays open: clients discover the server (and its sign-in) there.
-OPEN_PATHS = frozenset({"/health", "/fhir/metadata", TOKEN_PATH, JWKS_PATH, SMART_PATH})
+OPEN_PATHS = frozenset(
+    {"/health", "/fhir/metadata", TOKEN_PATH, JWKS_PATH, SMART_PATH, AUTHORIZE_PATH}
+)
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*)$", re.IGNORECASE)
-_FORM = "application/x-www-form-urlencoded"
 
 
 def authenticated_context(state: Any) -> RequestContext | None:
     """The context the middleware stored for this request (``request.state``), if any."""
     found = getattr(state, CONTEXT_KEY, None)
     return found if isinstance(found, RequestContext) else None
-
-
-def _header(scope: Scope, name: bytes) -> list[str]:
-    return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: dict[str, Any],
-    *,
-    content_type: str = "application/json",
-    headers: Iterable[tuple[str, str]] = (),
-) -> None:
-    payload = json.dumps(body).encode()
-    raw = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-        *((name.encode(), value.encode("latin-1")) for name, value in headers),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _outcome(message: str, code: str) -> dict[str, Any]:
@@ -118,7 +105,7 @@ class AuthenticationMiddleware:
             content_type = (
                 "application/fhir+json" if scope["path"].startswith("/fhir") else "application/json"
             )
-            await _send(
+            await send_json(
                 send,
                 status,
                 _outcome(error.message, error.code),
@@ -130,7 +117,7 @@ class AuthenticationMiddleware:
         await self.app(scope, receive, send)
 
     async def authenticate(self, scope: Scope) -> RequestContext:
-        values = _header(scope, b"authorization")
+        values = header_values(scope, b"authorization")
         if not values:
             raise Unauthenticated("sign in: the request carries no access token", error=None)
         if len(values) > 1:
@@ -149,58 +136,6 @@ class AuthRoute(NamedTuple):
     app: ASGIApp
 
 
-@dataclass
-class _Request:
-    scope: Scope
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = _header(self.scope, name.lower().encode())
-        return values[0] if values else None
-
-
-@dataclass
-class _Answer:
-    status: int
-    body: dict[str, Any]
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _Endpoint:
-    """An ASGI app around ``handler``: an instance, so that Starlette's ``Route`` mounts
-    it as an app (it wraps plain functions as request/response endpoints)."""
-
-    def __init__(self, handler: Callable[[_Request], Awaitable[_Answer]], max_body: int) -> None:
-        self.handler = handler
-        self.max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _send(
-                    send, 413, {"error": "invalid_request", "error_description": "too large"}
-                )
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        answer = await self.handler(_Request(scope, b"".join(chunks)))
-        await _send(
-            send, answer.status, answer.body, headers=[*answer.headers, ("pragma", "no-cache")]
-        )
-
-
-def _oauth_error(status: int, error: str, description: str, **headers: str) -> _Answer:
-    return _Answer(
-        status, {"error": error, "error_description": description}, list(headers.items())
-    )
-
-
 class AuthEndpoints:
     """``POST /auth/token`` (password + TOTP, client_credentials), ``GET /auth/jwks.json``,
     ``GET /.well-known/smart-configuration``."""
@@ -213,53 +148,67 @@ class AuthEndpoints:
         public_root: str,
         max_body_bytes: int = 64 * 1024,
         throttle: FailureThrottle | None = None,
+        codes: AuthorizationCodes | None = None,
     ) -> None:
         self.issuer = issuer
         self.accounts = accounts
         self.public_root = public_root.rstrip("/")
         self.max_body = max_body_bytes
         self.throttle = throttle or FailureThrottle(20, 300.0)
+        # The authorization code flow (apps signing users in); None: not offered.
+        self.codes = codes
+        self.page = AuthorizePage(codes, accounts, self.throttle) if codes else None
 
     def routes(self) -> list[AuthRoute]:
         return [
-            AuthRoute(TOKEN_PATH, ("POST",), _Endpoint(self.token, self.max_body)),
-            AuthRoute(JWKS_PATH, ("GET",), _Endpoint(self.jwks, 0)),
-            AuthRoute(SMART_PATH, ("GET",), _Endpoint(self.smart_configuration, 0)),
+            AuthRoute(TOKEN_PATH, ("POST",), Endpoint(self.token, self.max_body)),
+            AuthRoute(JWKS_PATH, ("GET",), Endpoint(self.jwks, 0)),
+            AuthRoute(SMART_PATH, ("GET",), Endpoint(self.smart_configuration, 0)),
+            *(
+                [AuthRoute(AUTHORIZE_PATH, ("GET", "POST"), Endpoint(self.page.handle, 16_384))]
+                if self.page is not None
+                else []
+            ),
         ]
 
-    async def jwks(self, request: _Request) -> _Answer:
-        return _Answer(200, self.issuer.jwks())
+    async def jwks(self, request: Request) -> Answer:
+        return Answer(200, self.issuer.jwks())
 
-    async def smart_configuration(self, request: _Request) -> _Answer:
-        return _Answer(
-            200,
-            {
-                "issuer": self.issuer.issuer,
-                "jwks_uri": self.public_root + JWKS_PATH,
-                "token_endpoint": self.public_root + TOKEN_PATH,
-                "token_endpoint_auth_methods_supported": [
-                    "client_secret_basic",
-                    "client_secret_post",
-                ],
-                "grant_types_supported": ["password", "client_credentials"],
-                "scopes_supported": [*USER_SCOPES, "system/*.cruds", "system/*.rs"],
-                "response_types_supported": [],
-                "capabilities": [
-                    "client-confidential-symmetric",
-                    "permission-v1",
-                    "permission-v2",
-                    "permission-user",
-                ],
-            },
-        )
+    async def smart_configuration(self, request: Request) -> Answer:
+        configuration: dict[str, Any] = {
+            "issuer": self.issuer.issuer,
+            "jwks_uri": self.public_root + JWKS_PATH,
+            "token_endpoint": self.public_root + TOKEN_PATH,
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "grant_types_supported": ["password", "client_credentials"],
+            "scopes_supported": [*USER_SCOPES, "system/*.cruds", "system/*.rs"],
+            "response_types_supported": [],
+            "capabilities": [
+                "client-confidential-symmetric",
+                "permission-v1",
+                "permission-v2",
+                "permission-user",
+            ],
+        }
+        if self.codes is not None:
+            configuration["authorization_endpoint"] = self.public_root + AUTHORIZE_PATH
+            configuration["grant_types_supported"].insert(0, "authorization_code")
+            configuration["response_types_supported"] = ["code"]
+            configuration["code_challenge_methods_supported"] = ["S256"]
+            configuration["token_endpoint_auth_methods_supported"].append("none")
+            configuration["capabilities"] += ["launch-standalone", "client-public"]
+        return Answer(200, configuration)
 
-    async def token(self, request: _Request) -> _Answer:
+    async def token(self, request: Request) -> Answer:
         client = request.scope.get("client")
         address = str(client[0]) if client else "unknown"
         wait = self.throttle.retry_after(address)
         if wait is not None:
             log.warning("sign-in: too many failures from one address; refused for %d s", wait)
-            return _oauth_error(
+            return oauth_error(
                 429,
                 "invalid_request",
                 f"too many failed sign-ins from this address: try again in {wait} s",
@@ -270,65 +219,82 @@ class AuthEndpoints:
             self.throttle.failed(address)
         return answer
 
-    async def _token(self, request: _Request) -> _Answer:
+    async def _token(self, request: Request) -> Answer:
         content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-        if content_type != _FORM:
-            return _oauth_error(400, "invalid_request", f"send the parameters as {_FORM}")
+        if content_type != FORM:
+            return oauth_error(400, "invalid_request", f"send the parameters as {FORM}")
         try:
             pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
         except (UnicodeDecodeError, ValueError):
-            return _oauth_error(400, "invalid_request", "the body is not a UTF-8 form")
+            return oauth_error(400, "invalid_request", "the body is not a UTF-8 form")
         form = dict(pairs)
         if len(form) != len(pairs):
-            return _oauth_error(400, "invalid_request", "a parameter is repeated")
+            return oauth_error(400, "invalid_request", "a parameter is repeated")
         grant = form.get("grant_type")
         try:
             if grant == "password":
                 return await self._password(form)
             if grant == "client_credentials":
                 return await self._client_credentials(request, form)
+            if grant == "authorization_code" and self.codes is not None:
+                return await self._authorization_code(form)
+        except InvalidGrant as error:
+            return oauth_error(400, "invalid_grant", error.message)
         except InvalidScope as error:
-            return _oauth_error(400, "invalid_scope", error.message)
+            return oauth_error(400, "invalid_scope", error.message)
         except InvalidRequest as error:
-            return _oauth_error(400, "invalid_request", error.message)
-        return _oauth_error(
-            400, "unsupported_grant_type", "grant_type: password or client_credentials"
+            return oauth_error(400, "invalid_request", error.message)
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "grant_type: authorization_code, password or client_credentials",
         )
 
-    async def _password(self, form: dict[str, str]) -> _Answer:
+    async def _password(self, form: dict[str, str]) -> Answer:
         login, password = form.get("username"), form.get("password")
         if not login or not password:
-            return _oauth_error(400, "invalid_request", "give username and password")
+            return oauth_error(400, "invalid_request", "give username and password")
         try:
             who = await self.accounts.authenticate(login, password, form.get("totp"))
         except Unauthenticated as error:
             log.info("sign-in refused for %r: %s", login, error.message)
-            return _oauth_error(400, "invalid_grant", error.message)
+            return oauth_error(400, "invalid_grant", error.message)
         log.info("signed in: %s", login)
-        return _Answer(200, self.issuer.issue(who, form.get("scope")).response())
+        return Answer(200, self.issuer.issue(who, form.get("scope")).response())
 
-    async def _client_credentials(self, request: _Request, form: dict[str, str]) -> _Answer:
+    async def _authorization_code(self, form: dict[str, str]) -> Answer:
+        assert self.codes is not None
+        who, scope = await self.codes.redeem(
+            form.get("code", ""),
+            client_id=form.get("client_id", ""),
+            redirect_uri=form.get("redirect_uri", ""),
+            verifier=form.get("code_verifier", ""),
+        )
+        log.info("code exchanged by the app %s", form.get("client_id"))
+        return Answer(200, self.issuer.issue(who, scope).response())
+
+    async def _client_credentials(self, request: Request, form: dict[str, str]) -> Answer:
         basic = request.header("authorization")
         challenge = {"www-authenticate": 'Basic realm="maillage"'} if basic else {}
         if basic and "client_secret" in form:
-            return _oauth_error(400, "invalid_request", "authenticate the client one way only")
+            return oauth_error(400, "invalid_request", "authenticate the client one way only")
         if basic:
             credentials = _basic_credentials(basic)
             if credentials is None:
-                return _oauth_error(
+                return oauth_error(
                     401, "invalid_client", "malformed Basic credentials", **challenge
                 )
             client_id, secret = credentials
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         if not client_id or not secret:
-            return _oauth_error(401, "invalid_client", "the client must authenticate")
+            return oauth_error(401, "invalid_client", "the client must authenticate")
         try:
             who = await self.accounts.authenticate_client(client_id, secret)
         except Unauthenticated as error:
             log.info("client refused %r: %s", client_id, error.message)
-            return _oauth_error(401, "invalid_client", error.message, **challenge)
-        return _Answer(200, self.issuer.issue(who, form.get("scope")).response())
+            return oauth_error(401, "invalid_client", error.message, **challenge)
+        return Answer(200, self.issuer.issue(who, form.get("scope")).response())
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
@@ -396,5 +362,6 @@ def build_authentication(
         throttle=FailureThrottle(
             settings.auth_address_failure_limit, settings.auth_address_failure_window_s
         ),
+        codes=AuthorizationCodes(database),
     )
     return Authentication(issuer, accounts, validator, endpoints)

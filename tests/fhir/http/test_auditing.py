@@ -119,3 +119,67 @@ def test_a_search_is_audited_once_per_patient_naming_that_patients_resources(
     assert events == {
         patient: sorted(f"Observation/{o}" for o in ids) for patient, ids in observations.items()
     }
+
+
+def _changes(database_url: str) -> list[tuple[Any, ...]]:
+    """The chained change events (action, interaction, last entity), read at once: no
+    waiting, a write's event is chained before its answer."""
+    with psycopg.connect(database_url) as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                "SELECT action, body->'subtype'->0->>'code',"
+                " body->'entity'->-1->'what'->>'reference' FROM audit_event"
+                " WHERE action IN ('C', 'U', 'D') ORDER BY seq"
+            ).fetchall()
+        ]
+
+
+def _staged(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_each_write_is_audited_once_and_chained_before_its_answer(
+    http: httpx.Client, clean_database: str
+) -> None:
+    ident = factories.identifier()
+    query = {"identifier": f"{ident['system']}|{ident['value']}"}
+    created = http.put(
+        "/Patient", params=query, json=factories.patient(identifiers=[ident]), headers=DOCTOR
+    )
+    assert created.status_code == 201
+    patient_id = created.json()["id"]
+    updated = http.put(
+        "/Patient",
+        params=query,
+        json=factories.patient(identifiers=[ident], gender="other"),
+        headers=DOCTOR,
+    )
+    assert updated.status_code == 200
+    assert http.delete(f"/Patient/{patient_id}", headers=DOCTOR).status_code in (200, 204)
+
+    reference = f"Patient/{patient_id}"
+    assert _changes(clean_database) == [
+        ("C", "create", reference),
+        ("U", "update", reference),
+        ("D", "delete", reference),
+    ]
+    assert _staged(clean_database) == 0
+
+
+def test_a_failed_transaction_leaves_no_change_event(
+    http: httpx.Client, clean_database: str
+) -> None:
+    # the second entry's body id differs from its URL's: the whole transaction fails
+    bundle = factories.transaction(
+        factories.entry("POST", "Patient", factories.patient()),
+        factories.entry("PUT", "Patient/the-url-id", {**factories.patient(), "id": "other"}),
+    )
+    response = http.post("", json=bundle, headers=DOCTOR)
+    assert 400 <= response.status_code < 500
+    assert not http.get("/Patient").json().get("entry")
+    assert _changes(clean_database) == []
+    assert _staged(clean_database) == 0

@@ -4,9 +4,13 @@
 operations included) calls ``record_exchange`` with the request and the response it
 built: the interaction comes from the method and path, the resources and their patients
 from the response body (the resource, or a Bundle's entries), the outcome from the status.
-Reads and searches go through the trail's batching writer without waiting; writes wait
-for their audit row (it commits just after the write: a crash between the two loses that
-row, a gap the audit's own tests name).
+Reads and searches go through the trail's batching writer without waiting.
+
+A change that succeeded was already audited in its own transaction by the FHIR store's
+journal (``audit/journal.py``), entry by entry for a Bundle: here it is not recorded
+again, but its staged events are chained before the answer leaves (the client that got
+its 201 finds its event in the chain). Without the journal (``journaled=False``) a
+successful write is recorded here, just after its commit.
 
 The trail is process-wide, set by the surface that assembles the hub (``configure``),
 like the business rules' site configuration; without one, nothing is recorded.
@@ -21,19 +25,27 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from maillage.audit.events import Interaction, Outcome
+from maillage.audit.events import Interaction, Outcome, by_patient
 from maillage.audit.service import AuditTrail
 from maillage.security import RequestContext
 
 log = logging.getLogger(__name__)
 
 _trail: AuditTrail | None = None
+_journaled = False
+_TYPE_LEVEL_WRITES = {
+    "POST": Interaction.CREATE,
+    "PUT": Interaction.UPDATE,
+    "PATCH": Interaction.PATCH,
+    "DELETE": Interaction.DELETE,
+}
 _WRITES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.PATCH, Interaction.DELETE})
 
 
-def configure(trail: AuditTrail | None) -> None:
-    global _trail
-    _trail = trail
+def configure(trail: AuditTrail | None, *, journaled: bool = False) -> None:
+    """``journaled``: the FHIR store stages each change's event in its transaction."""
+    global _trail, _journaled
+    _trail, _journaled = trail, journaled
 
 
 async def record_exchange(request: Request, response: Response, ctx: RequestContext | None) -> None:
@@ -53,10 +65,17 @@ async def record_exchange(request: Request, response: Response, ctx: RequestCont
         if response.status_code < 500
         else Outcome.SERIOUS_FAILURE
     )
+    if _journaled and outcome == Outcome.SUCCESS and request.method != "GET":
+        try:
+            await trail.seal()
+        except Exception:  # staged, committed: the sealer chains it at its next turn
+            log.exception("audit: the staged events could not be chained now")
+        if interaction in _WRITES:
+            return
     resources = _resources(response) if outcome == Outcome.SUCCESS else []
     query = request.url.query or None
     searched = interaction in (Interaction.SEARCH, Interaction.SEARCH_SYSTEM)
-    groups = _by_patient(resources)
+    groups = by_patient(resources)
     if not groups:
         groups = {None: [resource_id] if resource_id else []}
     try:
@@ -76,21 +95,6 @@ async def record_exchange(request: Request, response: Response, ctx: RequestCont
         log.exception("audit: the exchange on %s could not be recorded", resource_type)
 
 
-def _by_patient(resources: list[dict[str, Any]]) -> dict[str | None, list[str]]:
-    """``Type/id`` of each resource, grouped by the patients it is about (None: about
-    no patient)."""
-    groups: dict[str | None, list[str]] = {}
-    for resource in resources:
-        resource_id = resource.get("id")
-        if not resource_id:
-            continue
-        reference = f"{resource.get('resourceType')}/{resource_id}"
-        patients: list[str | None] = [*sorted(patients_of(resource))] or [None]
-        for patient in patients:
-            groups.setdefault(patient, []).append(reference)
-    return groups
-
-
 def _interaction(method: str, path: str) -> tuple[Interaction, str | None, str | None]:
     parts = [part for part in path.removeprefix("/fhir").split("/") if part]
     first = parts[0] if parts else None
@@ -106,8 +110,8 @@ def _interaction(method: str, path: str) -> tuple[Interaction, str | None, str |
             rest[0] if not rest[0].startswith("$") else None,
         )
     if not rest or rest == ["_search"]:
-        if method == "POST" and not rest:
-            return Interaction.CREATE, resource_type, None
+        if not rest and method in _TYPE_LEVEL_WRITES:  # a create, or a conditional write
+            return _TYPE_LEVEL_WRITES[method], resource_type, None
         return Interaction.SEARCH, resource_type, None
     resource_id = rest[0]
     if rest[1:2] == ["_history"]:
@@ -147,17 +151,3 @@ def _resources(response: Response) -> list[dict[str, Any]]:
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
         ]
     return [parsed] if parsed.get("resourceType") not in (None, "OperationOutcome") else []
-
-
-def patients_of(resource: dict[str, Any]) -> set[str]:
-    """The patients a resource is about: a Patient itself, else the Patients its
-    ``subject``, ``patient`` or ``beneficiary`` reference."""
-    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
-        return {resource["id"]}
-    found: set[str] = set()
-    for field in ("subject", "patient", "beneficiary"):
-        value = resource.get(field)
-        reference = value.get("reference") if isinstance(value, dict) else None
-        if isinstance(reference, str) and reference.startswith("Patient/"):
-            found.add(reference.removeprefix("Patient/"))
-    return found
