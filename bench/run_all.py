@@ -48,6 +48,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "scale": ["--resources", "30000", "--requests", "30"],
     "hl7_ack": ["--duration", "3", "--warmup", "1"],
     "identity_febrl": ["--rounds", "1"],
+    "audit_writes": ["--duration", "3"],
     "hl7_pipeline": [
         "--patients",
         "2000",

@@ -1,4 +1,4 @@
-"""The IHE PAM FR identity feed end to end: A28, A31, A47, A40 over a real MLLP socket to
+"""The IHE PAM FR identity feed end to end: A28, A31, A47, A40, A24, A37 over a real MLLP socket to
 the gateway, written through the FHIR store with the patient index's write hook, read
 back over HTTP from the running hub (index on). Every identity is synthetic, except the
 worked examples of IHE PAM FR 2.11.2 4.4 (themselves fictional), sent as printed."""
@@ -335,6 +335,62 @@ def test_an_a40_merges_and_its_replay_is_harmless(
     late = _identity("ID-F5", absorbed_ipp, trigger="A31", first_names="")
     assert _send(feed, late, "ID-F5")[0] == "processed"
     assert _one(http, absorbed_ipp)["active"] is False
+
+
+def _link(control_id: str, first: str, second: str, trigger: str = "A24") -> bytes:
+    structure = {"A24": "ADT_A24", "A37": "ADT_A37"}[trigger]
+    fields = {"trigger": trigger, "structure": structure, "other": second}
+    return message("adt_a24", control_id=control_id, ipp=first, fields=fields)
+
+
+def test_an_a24_links_two_identities_and_an_a37_unlinks_them_for_good(
+    feed: IdentityGateway, http: httpx.Client
+) -> None:
+    first_ipp, second_ipp = _ipp(), _ipp()
+    assert _send(feed, _identity("ID-L1", first_ipp), "ID-L1")[0] == "processed"
+    other = _identity("ID-L2", second_ipp, birth_date="19750102", first_names="Brigitte")
+    assert _send(feed, other, "ID-L2")[0] == "processed"
+    first, second = _one(http, first_ipp), _one(http, second_ipp)
+    assert _territorial(first) != _territorial(second)  # the machine kept them apart
+
+    assert _send(feed, _link("ID-L3", first_ipp, second_ipp), "ID-L3") == (
+        "processed", None, None,
+    )  # fmt: skip
+    assert _territorial(_one(http, second_ipp)) == _territorial(first)
+    decisions = rows(
+        feed.conninfo,
+        "SELECT who, action, reason FROM mpi_event WHERE patient_id = %s"
+        " AND action IN ('link-verified', 'unlinked') ORDER BY id",
+        (second["id"],),
+    )
+    assert decisions == [("hl7:CHM", "link-verified", "A24 ID-L3")]
+    replay = _send(feed, _link("ID-L4", first_ipp, second_ipp), "ID-L4")
+    assert replay == ("processed", None, "the two identities were already linked (verified)")
+
+    a37 = _link("ID-L5", first_ipp, second_ipp, trigger="A37")
+    assert _send(feed, a37, "ID-L5") == ("processed", None, None)
+    assert _territorial(_one(http, second_ipp)) != _territorial(_one(http, first_ipp))
+    assert ("hl7:CHM", "unlinked", "A37 ID-L5") in rows(
+        feed.conninfo, "SELECT who, action, reason FROM mpi_event WHERE patient_id = %s",
+        (second["id"],),
+    )  # fmt: skip
+    # the machine does not link them back on the next update
+    again = _identity("ID-L6", second_ipp, trigger="A31", birth_date="19750102",
+                      first_names="Brigitte")  # fmt: skip
+    assert _send(feed, again, "ID-L6")[0] == "processed"
+    assert _territorial(_one(http, second_ipp)) != _territorial(_one(http, first_ipp))
+    unlinked = _send(feed, _link("ID-L7", first_ipp, second_ipp, trigger="A37"), "ID-L7")
+    assert unlinked == ("processed", None, "the two identities were not linked: nothing to unlink")
+
+
+def test_an_a24_naming_an_unknown_identity_is_dead_lettered_naming_the_pid(
+    feed: IdentityGateway, http: httpx.Client
+) -> None:
+    known = _ipp()
+    assert _send(feed, _identity("ID-M1", known), "ID-M1")[0] == "processed"
+    status, error, _ = _send(feed, _link("ID-M2", known, _ipp()), "ID-M2")
+    assert status == "dead"
+    assert error is not None and "PID-3 (second PID): no Patient carries this IPP" in error
 
 
 def test_an_unknown_mrg1_ipp_is_dead_lettered_naming_the_field(

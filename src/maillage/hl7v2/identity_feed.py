@@ -1,5 +1,6 @@
 """The IHE PAM FR identity feed (ITI-30): A28 (create), A31 (update), A47 (change of the
-patient identifier list, IPP or INS) and A40 (merge), written through the FHIR store.
+patient identifier list, IPP or INS), A40 (merge) and, with the Link/Unlink option, A24
+(link) and A37 (unlink), written through the FHIR store.
 
 A28/A31 write the site's source identity (``identity_mapping.source_identity``) by
 conditional update on the site's IPP (a known one at the version read: a merge committed
@@ -47,7 +48,7 @@ from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext
 from maillage.hl7v2.sites import SiteConfig
 from maillage.identity.checks import IDENTITY_RELIABILITY_URL
 from maillage.identity.ins import INS_SYSTEMS
-from maillage.mpi import merging
+from maillage.mpi import linking, merging
 from maillage.mpi.index import PatientIndex
 from maillage.security import RequestContext
 
@@ -219,6 +220,60 @@ class Merge(_Handler):
         return _outcome(notes)
 
 
+class LinkChange(_Handler):
+    """A24 / A37 (ITI-30's Link/Unlink option): the first PID's IPP and the second's name
+    the same person (A24: the second joins the first's territorial identity as a verified
+    link, a decision of the site's identity desk) or not (A37: the second leaves it for a
+    territorial identity of its own, never to be linked back by the machine). Nothing is
+    merged: both identities stay, with their records."""
+
+    def __init__(self, store: FhirStore, *, unlink: bool) -> None:
+        super().__init__(store)
+        self.unlink = unlink
+
+    async def __call__(self, context: MessageContext) -> Outcome:
+        repo, site = self._repo(context)
+        message = context.message
+        trigger = "A37" if self.unlink else "A24"
+        pids = message.segments("PID") if _has(message, "PID") else []
+        if len(pids) < 2:
+            raise IdentityDataError(f"PID: an {trigger} carries two PID segments (two identities)")
+        first_ipp, second_ipp = site_ipp(pids[0], site), site_ipp(pids[1], site)
+        if first_ipp == second_ipp:
+            raise IdentityDataError("PID-3: both PID segments carry the same IPP")
+        first = await self._find(repo, site.ipp_system, first_ipp, "PID-3")
+        second = await self._find(repo, site.ipp_system, second_ipp, "PID-3 (second PID)")
+        if first is None or second is None:
+            where = "PID-3" if first is None else "PID-3 (second PID)"
+            raise UnknownIdentity(
+                f"{where}: no Patient carries this IPP of site {site.code} ({site.ipp_system})"
+            )
+        index = self.store.write_hooks.get("Patient")
+        if not isinstance(index, PatientIndex):
+            raise IdentityDataError(f"{trigger}: the patient index is off: links need it")
+        reason = f"{trigger} {control_id(message)}"
+        joined, _ = await linking.link_of(repo, first.id)
+        territorial, kind = await linking.link_of(repo, second.id)
+        linked = territorial == joined
+        if self.unlink:
+            if not linked:
+                return _outcome(["the two identities were not linked: nothing to unlink"])
+            await linking.leave(index, repo, second.id, reason, who=f"hl7:{site.code}")
+            return PROCESSED
+        if linked and kind == "verified":
+            return _outcome(["the two identities were already linked (verified)"])
+        await linking.place(index, repo, second.id, joined, None, reason, who=f"hl7:{site.code}")
+        return PROCESSED
+
+
+def _has(message: Any, name: str) -> bool:
+    try:
+        message.segment(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _carry_over(body: dict[str, Any], stored: dict[str, Any], site: SiteConfig) -> dict[str, Any]:
     """What the message does not carry and the stored Patient keeps: identifiers of other
     systems, the merge state (``active``, links other than the index's ``refer``)."""
@@ -251,3 +306,5 @@ def register_identity(registry: HandlerRegistry, store: FhirStore) -> None:
     registry.register("ADT", "A31", update, writes=True)
     registry.register("ADT", "A47", IdentifierChange(store), writes=True)
     registry.register("ADT", "A40", Merge(store), writes=True)
+    registry.register("ADT", "A24", LinkChange(store, unlink=False), writes=True)
+    registry.register("ADT", "A37", LinkChange(store, unlink=True), writes=True)

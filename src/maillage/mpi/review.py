@@ -13,7 +13,6 @@ transaction with everything it changes, and is written to ``mpi_event`` (the his
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +20,10 @@ import orjson
 
 from maillage.errors import Conflict, Forbidden, Gone, InvalidRequest, NotFound
 from maillage.fhir.repository import FhirStore, Repository
-from maillage.identity.golden import source_link
 from maillage.mpi import candidates as candidate_store
-from maillage.mpi import merging, store
+from maillage.mpi import linking, merging, store
 from maillage.mpi.candidates import CandidateRow
-from maillage.mpi.index import PatientIndex, internal_writes, new_territorial_id, repo_connection
+from maillage.mpi.index import PatientIndex, repo_connection
 from maillage.mpi.store import Event
 from maillage.security import RequestContext
 
@@ -141,7 +139,9 @@ class ReviewService:
             if row.status in ("linked", "never"):
                 raise Conflict(f"candidate {candidate_id} was already decided ({row.status})")
             if decision == "link":
-                await self._place(repo, row.patient_id, row.territorial_id, row, reason)
+                await linking.place(
+                    self.index, repo, row.patient_id, row.territorial_id, row, reason
+                )
                 await candidate_store.decide(conn, candidate_id, "linked", ctx.who, reason)
             else:
                 await candidate_store.decide(conn, candidate_id, "never", ctx.who, reason)
@@ -166,22 +166,13 @@ class ReviewService:
         async with self.store.repository(ctx).atomic() as repo:
             if not await store.is_territorial(repo_connection(repo), territorial_id):
                 raise NotFound(f"Patient/{territorial_id} is not a territorial identity")
-            await self._place(repo, patient_id, territorial_id, None, reason)
+            await linking.place(self.index, repo, patient_id, territorial_id, None, reason)
 
     async def unlink(self, ctx: RequestContext, patient_id: str, reason: str) -> str:
         """The source leaves its territorial identity; returns its new one."""
         _require_reason(reason)
         async with self.store.repository(ctx).atomic() as repo:
-            conn = repo_connection(repo)
-            row = await store.get_source(conn, patient_id)
-            if row is None or not row.active:
-                raise NotFound(f"Patient/{patient_id} is not an active source identity")
-            await candidate_store.mark_never(
-                conn, patient_id, row.territorial_id, patient_id, ctx.who, reason
-            )
-            territorial_id = new_territorial_id()
-            await self._place(repo, patient_id, territorial_id, None, reason, action="unlinked")
-            return territorial_id
+            return await linking.leave(self.index, repo, patient_id, reason)
 
     async def merge(
         self, ctx: RequestContext, survivor_id: str, merged_id: str, reason: str
@@ -201,55 +192,6 @@ class ReviewService:
         _require_reason(reason)
         async with self.store.repository(ctx).atomic() as repo:
             await merging.unmerge(self.index, repo, merge_id=merge_id, who=ctx.who, reason=reason)
-
-    # -- internals ---------------------------------------------------------------------
-    async def _place(
-        self,
-        repo: Repository,
-        patient_id: str,
-        territorial_id: str,
-        candidate: CandidateRow | None,
-        reason: str,
-        action: str = "link-verified",
-    ) -> None:
-        """Move a source to a territorial identity as a verified link, and rewrite the
-        golden records and the source's ``refer`` link."""
-        conn = repo_connection(repo)
-        row = await store.get_source(conn, patient_id)
-        if row is None or not row.active:
-            raise NotFound(f"Patient/{patient_id} is not an active source identity")
-        await store.lock_keys(conn, row.blocking)
-        previous = row.territorial_id
-        await store.ensure_territorial(conn, territorial_id)
-        await store.upsert_source(
-            conn,
-            dataclasses.replace(
-                row,
-                territorial_id=territorial_id,
-                link_kind="verified",
-                score=candidate.score if candidate else None,
-                matched_patient_id=candidate.matched_patient_id if candidate else None,
-                explanation=candidate.explanation if candidate else None,
-            ),
-        )
-        source = await repo.read("Patient", patient_id)
-        assert source.body is not None
-        with internal_writes():
-            await repo.update(
-                "Patient", patient_id, source_link(orjson.loads(source.body), territorial_id)
-            )
-        await store.add_event(
-            conn,
-            who=repo.ctx.who,
-            action=action,
-            patient_id=patient_id,
-            territorial_id=territorial_id,
-            reason=reason,
-            detail={"from": previous, **({"candidate": candidate.id} if candidate else {})},
-        )
-        await self.index.refresh_golden(repo, territorial_id)
-        if previous != territorial_id:
-            await self.index.refresh_golden(repo, previous, successor=territorial_id)
 
 
 def _require_reason(reason: str | None) -> None:
