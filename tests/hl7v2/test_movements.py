@@ -571,6 +571,18 @@ def test_replays_change_nothing(adt: MovementsGateway, http: httpx.Client) -> No
     assert stay.ok("A02", "R2", "202605020800", unit="2020") == before
 
 
+def test_a_movements_pid_never_changes_the_identity(
+    adt: MovementsGateway, http: httpx.Client
+) -> None:
+    """IHE PAM FR: demographic updates come only from ITI-30's A31."""
+    stay = Stay(adt, http)
+    before = http.get(f"/Patient/{stay.patient_id}").json()
+    stay.ok("A01", "P1", "202605010800")  # its PID carries another name and birth date
+    after = http.get(f"/Patient/{stay.patient_id}").json()
+    assert after["meta"]["versionId"] == before["meta"]["versionId"]
+    assert (after["name"], after.get("birthDate")) == (before["name"], before.get("birthDate"))
+
+
 # -- data errors and unknown patients ------------------------------------------------------
 def test_a_movement_for_an_unknown_visit_or_movement_fails_naming_the_field(
     adt: MovementsGateway, http: httpx.Client

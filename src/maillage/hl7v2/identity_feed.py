@@ -20,7 +20,7 @@ with a note.
 A Patient the message names but the hub does not know (yet: the sender's A28 may be
 waiting behind another patient's messages) fails the message as results.py does: retried,
 then dead-lettered with the field in the reason. The PID of the movement messages (A01,
-A04...) is not read here: the movements feed is not written yet.
+A04...) never updates the identity: only A31 does (IHE PAM FR, see ``movements.py``).
 """
 
 from __future__ import annotations

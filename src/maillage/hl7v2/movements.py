@@ -16,7 +16,10 @@ the visits of an account (PID-18) to PID-3's patient.
 
 The patient is the one carrying PID-3's IPP for the sending site, as for ORU^R01
 (``results.py``): an unknown IPP fails the message, which is retried, then
-dead-lettered; patients are never created here.
+dead-lettered; patients are never created here, and the rest of PID is not read: IHE PAM
+FR 2.11.2 (ITI-31, A08 excluded) says demographic updates are made "exclusivement par
+l'événement A31 de la transaction ITI-30", so a movement's PID never changes the
+identity (its traits may lag behind the last A31).
 """
 
 from __future__ import annotations
