@@ -532,7 +532,10 @@ def test_z99_corrects_a_movement_in_place(adt: MovementsGateway, http: httpx.Cli
     stay.ok("A01", "Z1", "202604010800", room="1")
     stay.ok("A02", "Z2", "202604021000", unit="2020", room="7")
     update = {"action": "UPDATE", "original": "A02", "historic": "N", "nature": "L"}
-    fixed = stay.ok("Z99", "Z2", "202604020945", unit="2020", room="8", **update)
+    # (each Z99 sent after the message it corrects: MSH-7 later)
+    fixed = stay.ok(
+        "Z99", "Z2", "202604020945", unit="2020", room="8", sent="202604021100", **update
+    )
     assert places(fixed) == [
         ("Z1", "2010^1", "2026-04-01T08:00:00+02:00", "2026-04-02T09:45:00+02:00", "completed"),
         ("Z2", "2020^8", "2026-04-02T09:45:00+02:00", None, "active"),
@@ -540,13 +543,41 @@ def test_z99_corrects_a_movement_in_place(adt: MovementsGateway, http: httpx.Cli
     assert movements(fixed)["Z2"]["event"] == "A02"
     # a Z99 of the admission, historic: the class changes, the rest stays
     update = {"action": "UPDATE", "original": "A01", "historic": "Y", "nature": "C"}
-    status = stay.ok("Z99", "Z1", "202604010800", room="1", **update, **{"class": "R"})
+    status = stay.ok(
+        "Z99", "Z1", "202604010800", room="1", sent="202604021200", **update, **{"class": "R"}
+    )
     assert movements(status)["Z1"]["patientClass"]["code"] == "R"
     assert len(places(status)) == 2
     # ZBE-6 must name the trigger that inserted the movement
     status_, reason = stay.send("Z99", "Z2", "202604020945", unit="2020", **update)
     assert status_ == "dead"
     assert reason == f"ZBE-6: movement 'Z2' of visit '{stay.visit}' was inserted by A02, not A01"
+
+
+def test_an_old_z99_replayed_alone_does_not_undo_a_later_correction(
+    adt: MovementsGateway, http: httpx.Client
+) -> None:
+    stay = Stay(adt, http)
+    stay.ok("A01", "Y1", "202604010800", room="1")
+    update = {"action": "UPDATE", "original": "A01", "historic": "N", "nature": "L"}
+    stay.ok("Z99", "Y1", "202604010800", room="2", sent="202604011000", **update)
+    latest = stay.ok("Z99", "Y1", "202604010800", room="3", sent="202604011100", **update)
+    assert places(latest)[0][1] == "2010^3"
+    # the operator replays the first correction alone (by its message id)
+    [(first_z99,)] = rows(
+        adt.conninfo,
+        "SELECT id FROM hl7_message WHERE control_id = %s",
+        (f"{stay.visit}-2",),
+    )
+    report = adt.call(adt.gateway.replay(message_id=first_z99))  # type: ignore[union-attr]
+    assert report.requeued == 1
+    wait_for(
+        lambda: not rows(adt.conninfo, "SELECT 1 FROM hl7_message WHERE status = 'received'"),
+        what="nothing waiting",
+    )
+    assert stay.encounter() == latest
+    [(note,)] = rows(adt.conninfo, "SELECT note FROM hl7_message WHERE id = %s", (first_z99,))
+    assert note is not None and "older than the last message" in note
 
 
 # -- replays -------------------------------------------------------------------------------

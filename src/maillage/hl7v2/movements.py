@@ -8,7 +8,9 @@ rebuilt from them by conditional update on the site's visit number (PV1-19), in 
 message's transaction. A cancel marks exactly its movement (ZBE-1) cancelled — the
 periods around it close up —, a historic one (ZBE-5 = Y) leaves the later movements as
 they are; a non-historic one must cancel the last movement. A Z99 replaces its
-movement's data (ZBE-6 must name the trigger that inserted it). A replayed message
+movement's data (ZBE-6 must name the trigger that inserted it), unless it is older
+(MSH-7) than the message that last wrote that movement: an old Z99 replayed alone does
+not undo a later correction (processed, with a note). A replayed message
 changes nothing: an insert finds its movement (ZBE-1, same trigger) already recorded —
 cancelled or corrected since, maybe —, a cancel finds it cancelled, and the same
 Encounter writes no new version. ZBE-1's first repetition is the movement id. A44 moves
@@ -84,6 +86,9 @@ def apply(movements: list[Movement], read: MovementMessage) -> list[Movement]:
     if read.action == "UPDATE":
         if found.cancelled:
             raise MovementDataError(f"ZBE-1: {where} is cancelled: a Z99 cannot correct it")
+        if stale(found, new):
+            return movements  # an older correction replayed alone: the newer one stays
+            # (the handler says so in the message's note)
         corrected = replace(new, event=found.event)
         return movements if corrected == found else reordered(without(movements, new.id), corrected)
     if found.cancelled:
@@ -100,6 +105,14 @@ def apply(movements: list[Movement], read: MovementMessage) -> list[Movement]:
             "(ZBE-5 = Y, IHE PAM FR 5.3.7)"
         )
     return [cancelled(m) if m.id == found.id else m for m in movements]
+
+
+def stale(found: Movement, new: Movement) -> bool:
+    """Whether ``new`` comes from a message older (MSH-7) than the one ``found`` was last
+    written by: a replay of an old Z99 must not undo a later correction."""
+    if not found.recorded or not new.recorded:
+        return False
+    return moment(new.recorded) < moment(found.recorded)
 
 
 def reordered(movements: list[Movement], new: Movement) -> list[Movement]:
@@ -152,7 +165,16 @@ class MovementsHandler:
             raise MovementDataError(
                 f"PV1-19: visit {read.visit!r} belongs to another patient (an A44 moves it)"
             )
-        movements = apply(movements_of(current), read)
+        recorded = movements_of(current)
+        movements = apply(recorded, read)
+        if read.action == "UPDATE" and movements is recorded:
+            found = next(m for m in recorded if m.id == read.movement.id)
+            if stale(found, read.movement):
+                return Outcome(
+                    "processed",
+                    f"MSH-7: this Z99 is older than the last message that wrote movement "
+                    f"{found.id!r} ({found.recorded}): not applied",
+                )
         account = read.account or _account_of(current, site)
         body = encounter(movements, visit=read.visit, account=account, subject=subject, site=site)
         if "id" in current:

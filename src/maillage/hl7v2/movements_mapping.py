@@ -104,6 +104,8 @@ class Movement:
     attending: Ref | None = None  # PV1-7
     admitted: str | None = None  # PV1-44
     discharged: str | None = None  # PV1-45
+    # MSH-7 of the message that last wrote it: a Z99 older than this one is stale
+    recorded: str | None = None
     cancelled: bool = False
 
     @property
@@ -228,6 +230,7 @@ def read_movement(message: hl7.Message, trigger: str, site: SiteConfig) -> Movem
             attending=_doctor(pv1),
             admitted=date_time(leaf(pv1, 44), "PV1-44"),
             discharged=date_time(leaf(pv1, 45), "PV1-45"),
+            recorded=date_time(leaf(segment(message, "MSH", "header"), 7), "MSH-7"),
         ),
     )
 
@@ -271,7 +274,7 @@ _PARTS = {
     **{"care": ("careUnit", _REF), "attending": ("attending", _REF)},
     **{"room": ("room", "valueString"), "bed": ("bed", "valueString")},
     **{"nature": ("nature", "valueCode"), "admitted": ("admitted", _TIME)},
-    **{"discharged": ("discharged", _TIME)},
+    **{"discharged": ("discharged", _TIME), "recorded": ("recorded", _TIME)},
 }
 
 
