@@ -149,6 +149,20 @@ def parse_ack(ack: bytes) -> hl7.Message:
     return hl7.parse(ack.decode("latin-1"))
 
 
+def refused_at_receipt(port: int, conninfo: str, payload: bytes, control_id: str) -> str:
+    """Send ``payload``, which must be answered AE with an ERR (a field processing would
+    refuse), kept with its error (status ``error``) and never processed: the stored error."""
+    with MllpConnection(port) as client:
+        ack = parse_ack(client.exchange(payload))
+    assert str(ack.extract_field("MSA", 1, 1)) == "AE"
+    assert str(ack.extract_field("ERR", 1, 3, 1, 1)) in ("100", "101", "102", "103")
+    query = "SELECT status, error, attempts FROM hl7_message WHERE control_id = %s"
+    [(status, error, attempts)] = rows(conninfo, query, (control_id,))
+    assert (status, attempts) == ("error", 0)
+    assert isinstance(error, str)
+    return error
+
+
 def rows(conninfo: str, sql: str = "", params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return conn.execute(

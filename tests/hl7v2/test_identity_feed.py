@@ -24,7 +24,14 @@ from maillage.mpi.index import PatientIndex
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests.factories import synthetic_nir
-from tests.hl7v2.conftest import MllpConnection, RunningGateway, ack_code, rows, wait_for
+from tests.hl7v2.conftest import (
+    MllpConnection,
+    RunningGateway,
+    ack_code,
+    refused_at_receipt,
+    rows,
+    wait_for,
+)
 from tests.hl7v2.messages import message
 
 CHM, CHA = site_by_code("CHM"), site_by_code("CHA")
@@ -448,12 +455,9 @@ def test_the_worked_examples_of_pam_fr_4_4(feed: IdentityGateway, http: httpx.Cl
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"birth_date": "19611332"}, "PID-7: the value is not a valid date/time"),
         ({"birth_date": "2999"}, "PID-7: the birth date is in the future"),
-        ({"sex": "X"}, "PID-8: administrative sex 'X' is not one of F, M, U"),
         ({"used_name": "Dupont^Anaïs^^^^^Z~"}, "PID-5 repetition 1: name type (XPN-7) 'Z'"),
         ({"birthplace": "9910"}, "PID-11 repetition 2 (BDL): XAD-9 is not a 5-character"),
-        ({"death": "P"}, "PID-30: death indicator 'P' is not Y or N"),
         (
             {"ins": QUALIFIED_INS, "reliability": "VALI", "birth_date": ""},
             "PID-7: required with an INS (IHE PAM FR 6.6.4)",
@@ -476,6 +480,25 @@ def test_malformed_pid_fields_are_dead_lettered_naming_the_field(
     assert error is not None and error.startswith(reason), error
     query = "SELECT attempts FROM hl7_message WHERE control_id = 'ID-H1'"
     assert rows(feed.conninfo, query) == [(1,)]  # a data error: no retries
+    assert _by_ipp(http, ipp) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"birth_date": "19611332"}, "PID-7: '19611332' is not a valid date/time"),
+        ({"sex": "X"}, "PID-8: administrative sex 'X' is not one of F, M, U"),
+        ({"death": "P"}, "PID-30: death indicator 'P' is not Y or N"),
+    ],
+)
+def test_malformed_pid_fields_are_answered_ae_naming_the_field(
+    feed: IdentityGateway, http: httpx.Client, fields: dict[str, str], reason: str
+) -> None:
+    """What needs neither the store nor the clock is refused before the ACK."""
+    ipp = _ipp()
+    payload = _identity("ID-H2", ipp, **fields)
+    error = refused_at_receipt(feed.port, feed.conninfo, payload, "ID-H2")
+    assert error.startswith(reason), error
     assert _by_ipp(http, ipp) == []
 
 

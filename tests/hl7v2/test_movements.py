@@ -32,7 +32,14 @@ from maillage.hl7v2.service import build_gateway
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests.factories import patient
-from tests.hl7v2.conftest import MllpConnection, RunningGateway, ack_code, rows, wait_for
+from tests.hl7v2.conftest import (
+    MllpConnection,
+    RunningGateway,
+    ack_code,
+    refused_at_receipt,
+    rows,
+    wait_for,
+)
 from tests.hl7v2.messages import message
 
 CHM = site_by_code("CHM")
@@ -98,6 +105,22 @@ class Stay:
         **fields: str,
     ) -> tuple[str, str | None]:
         """Send one ADT message and wait for its outcome: (status, reason)."""
+        payload = self.payload(trigger, movement, start, unit=unit, room=room, medical=medical,
+                               **fields)  # fmt: skip
+        return self.deliver(payload, f"{self.visit}-{self.sent}")
+
+    def payload(
+        self,
+        trigger: str,
+        movement: str,
+        start: str,
+        *,
+        unit: str = "2010",
+        room: str = "",
+        medical: str | None = None,
+        **fields: str,
+    ) -> bytes:
+        """The next ADT message of this stay (control id ``{visit}-{number}``)."""
         self.sent += 1
         medical = unit if medical is None else medical
         values = {
@@ -121,10 +144,7 @@ class Stay:
             **fields,
         }
         control_id = f"{self.visit}-{self.sent}"
-        payload = message(
-            "movements/adt_movement", control_id=control_id, ipp=self.ipp, fields=values
-        )
-        return self.deliver(payload, control_id)
+        return message("movements/adt_movement", control_id=control_id, ipp=self.ipp, fields=values)
 
     def deliver(self, payload: bytes, control_id: str) -> tuple[str, str | None]:
         with MllpConnection(self.gateway.port) as client:
@@ -652,15 +672,17 @@ def test_a_movement_for_an_unknown_visit_or_movement_fails_naming_the_field(
         ({"historic": "O"}, "ZBE-5: historic indicator 'O' is not Y or N"),
     ],
 )
-def test_data_errors_name_their_field(
+def test_data_errors_are_answered_ae_naming_their_field(
     adt: MovementsGateway, http: httpx.Client, fields: dict[str, str], field: str
 ) -> None:
+    """Refused before the ACK (receipt_checks), kept with the error, nothing written."""
     stay = Stay(adt, http)
     fields = dict(fields)
     movement, start = fields.pop("movement", "E1"), fields.pop("start", "202606010800")
-    status, reason = stay.send("A01", movement, start, **fields)
-    assert status == "dead"
-    assert reason is not None and reason.startswith(field), reason
+    fields.setdefault("sent", "202606010800")  # MSH-7 (by default the movement's start)
+    payload = stay.payload("A01", movement, start, **fields)
+    error = refused_at_receipt(adt.port, adt.conninfo, payload, f"{stay.visit}-{stay.sent}")
+    assert error.startswith(field), error
     assert stay.encounters() == []
 
 

@@ -17,7 +17,14 @@ from maillage.hl7v2.service import build_gateway
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests.factories import patient
-from tests.hl7v2.conftest import MllpConnection, RunningGateway, ack_code, rows, wait_for
+from tests.hl7v2.conftest import (
+    MllpConnection,
+    RunningGateway,
+    ack_code,
+    refused_at_receipt,
+    rows,
+    wait_for,
+)
 from tests.hl7v2.messages import message
 
 CHM = site_by_code("CHM")
@@ -303,14 +310,14 @@ def test_an_unknown_ipp_fails_with_the_reason_and_writes_nothing(
     assert _search(http, "DiagnosticReport") == []
 
 
-def test_a_bad_numeric_value_fails_naming_obx5_and_writes_nothing(
+def test_a_bad_numeric_value_is_answered_ae_naming_obx5_and_writes_nothing(
     lab: ResultsGateway, http: httpx.Client
 ) -> None:
     ipp, _ = _known_patient(http)
     bad = "OBX|4|NM|GLY^Glycémie^L||abc|mmol/L|3.9-5.8|N|||F"
-    status, reason = _send(lab, _oru("ORU-F1", ipp, "RES-F1", extra_obx=bad), "ORU-F1")
-    assert status == "dead"  # a data error is permanent: no retries
-    assert reason == "OBX-5 of OBX 4: 'abc' is not a number (NM)"
+    payload = _oru("ORU-F1", ipp, "RES-F1", extra_obx=bad)
+    error = refused_at_receipt(lab.port, lab.conninfo, payload, "ORU-F1")
+    assert error.startswith("OBX-5 of OBX 4: 'abc' is not a number (NM)"), error
     assert _search(http, "Observation") == []
     assert _search(http, "DiagnosticReport") == []
 
@@ -323,11 +330,11 @@ def test_a_bad_numeric_value_fails_naming_obx5_and_writes_nothing(
         ({"report_status": "Z"}, "OBR-25 of OBR 1"),
     ],
 )
-def test_other_data_errors_name_their_field(
+def test_other_data_errors_are_answered_ae_naming_their_field(
     lab: ResultsGateway, http: httpx.Client, fields: dict[str, str], field: str
 ) -> None:
     ipp, _ = _known_patient(http)
-    status, reason = _send(lab, _oru("ORU-G1", ipp, "RES-G1", **fields), "ORU-G1")
-    assert status == "dead"
-    assert reason is not None and reason.startswith(field), reason
+    payload = _oru("ORU-G1", ipp, "RES-G1", **fields)
+    error = refused_at_receipt(lab.port, lab.conninfo, payload, "ORU-G1")
+    assert error.startswith(field), error
     assert _search(http, "Observation") == []

@@ -291,8 +291,10 @@ def test_client_errors(http: httpx.Client, served: Served) -> None:
 
 
 def test_token_request_errors(http: httpx.Client) -> None:
-    unsupported = http.post("/auth/token", data={"grant_type": "authorization_code"})
+    unsupported = http.post("/auth/token", data={"grant_type": "refresh_token"})
     assert unsupported.json()["error"] == "unsupported_grant_type"
+    no_code = http.post("/auth/token", data={"grant_type": "authorization_code"})
+    assert no_code.status_code == 400 and no_code.json()["error"] == "invalid_request"
     as_json = http.post("/auth/token", json={"grant_type": "password"})
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
     assert http.get("/auth/token").status_code == 405

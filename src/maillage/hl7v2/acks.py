@@ -63,7 +63,10 @@ class ErrorDetail:
     severity: str = "E"
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.text} (HL7 0357 {self.code} {ERROR_CODES[self.code]})"
+        where = str(self.location)
+        # a text that names its field already (the mappings' messages) is not prefixed
+        said = self.text if self.text.startswith(where) else f"{where}: {self.text}"
+        return f"{said} (HL7 0357 {self.code} {ERROR_CODES[self.code]})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,15 @@ a rejection that says which field is wrong and why. Pure: no I/O, no clock.
 
 The order of the checks is the order a sender can fix them in: an MSH, usable
 separators, a known site (on the right port), a character set we decode, bytes valid in
-it, then the MSH fields the store needs (MSH-9, MSH-10).
+it, the MSH fields the store needs (MSH-9, MSH-10), then the fields processing needs
+(``receipt_checks``: segments, required fields, codes, dates).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from maillage.hl7v2 import parsing
+from maillage.hl7v2 import parsing, receipt_checks
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation
 from maillage.hl7v2.charset import UnsupportedCharset, codec_for, declared_charset, msh_fields
 from maillage.hl7v2.sites import SiteConfig, SiteRegistry
@@ -156,11 +157,12 @@ def _site_rejected(
 def _read_header(
     text: str, site: SiteConfig, sender: str, codec: str, early: AckContext
 ) -> Accepted | Rejected:
-    # Only MSH and PID-3 of the first PID are read here, by ``HeaderReader`` (the ACK
-    # path); the processor parses the whole message with python-hl7.
-    wanted = [segment for segment in parsing.segments(text) if segment[:3] in ("MSH", "PID")]
-    pid = next((segment for segment in wanted[1:] if segment.startswith("PID")), None)
-    header = parsing.HeaderReader(wanted[0], pid)
+    # MSH and PID-3 of the first PID are read here by ``HeaderReader`` (the ACK path),
+    # then the fields ``receipt_checks`` looks at; the processor parses the whole
+    # message with python-hl7.
+    every = parsing.segments(text)
+    pid = next((segment for segment in every[1:] if segment.startswith("PID")), None)
+    header = parsing.HeaderReader(every[0], pid)
     message_type = header.msh(9, 1)
     trigger_event = header.msh(9, 2)
     control_id = header.msh(10)
@@ -180,6 +182,8 @@ def _read_header(
         missing = ErrorDetail(ErrorLocation("MSH", 9, 2), 101, "MSH-9 trigger event is empty")
     elif not control_id:
         missing = ErrorDetail(ErrorLocation("MSH", 10), 101, "MSH-10 message control id is empty")
+    else:
+        missing = receipt_checks.check(header, every, message_type, trigger_event)
     if missing is not None:
         return Rejected(
             "AE",

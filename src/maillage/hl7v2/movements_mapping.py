@@ -185,7 +185,7 @@ def read_movement(message: hl7.Message, trigger: str, site: SiteConfig) -> Movem
     action = leaf(zbe, 4)
     if legacy_nature and not action:  # before ZBE-4 was required
         action = "CANCEL" if trigger in CANCELS else "INSERT"
-    action = _action(action, trigger)
+    action = check_action(action, trigger)
     flag = leaf(zbe, 5) or "N"
     if flag not in ("Y", "N"):
         raise MovementDataError(f"ZBE-5: historic indicator {flag!r} is not Y or N")
@@ -235,7 +235,7 @@ def read_movement(message: hl7.Message, trigger: str, site: SiteConfig) -> Movem
     )
 
 
-def _action(action: str, trigger: str) -> str:
+def check_action(action: str, trigger: str) -> str:
     if action not in ACTIONS:
         raise MovementDataError(f"ZBE-4: action {action!r} is not one of {', '.join(ACTIONS)}")
     if trigger == "Z99":

@@ -149,12 +149,21 @@ class HeaderReader:
         )
         separators = "\r" + self.field + self.repetition + self.component + self.subcomponent
         self._context = _escape_context(separators, esc)
+        self._escape = esc
         # index n is MSH-n: MSH-1 is the field separator itself
         self._msh = ["MSH", self.field, *msh[4:].split(self.field)]
         self._pid = pid.split(self.field) if pid else []
 
     def msh(self, field: int, component: int = 1) -> str:
         return self._leaf(self._msh[field] if field < len(self._msh) else "", component)
+
+    def split(self, segment: str) -> list[str]:
+        """Another segment's fields: index n is field n (index 0 the segment's name)."""
+        return segment.split(self.field)
+
+    def value(self, fields: list[str], field: int, component: int = 1) -> str:
+        """A field's first repetition, one component, its first subcomponent, unescaped."""
+        return self._leaf(fields[field] if field < len(fields) else "", component)
 
     def pid3(self) -> list[tuple[str, str, str, str]]:
         """(CX-1, CX-4.1, CX-4.2, CX-5) of each PID-3 repetition."""
@@ -175,10 +184,17 @@ class HeaderReader:
         return found
 
     def _leaf(self, value: str, component: int) -> str:
-        components = value.split(self.repetition)[0].split(self.component)
-        if component > len(components):
-            return ""
-        return self._unescape(components[component - 1].split(self.subcomponent)[0])
+        first = value.partition(self.repetition)[0]
+        if component == 1:  # the common case, without building the component list
+            part = first.partition(self.component)[0]
+        else:
+            components = first.split(self.component)
+            if component > len(components):
+                return ""
+            part = components[component - 1]
+        return self._unescape(part.partition(self.subcomponent)[0])
 
     def _unescape(self, value: str) -> str:
+        if self._escape not in value:  # most values: nothing to unescape
+            return value.strip()
         return str(hl7_unescape(self._context, value)).strip()

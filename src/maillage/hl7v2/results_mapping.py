@@ -321,9 +321,14 @@ def _unit(obx: hl7.Segment) -> dict[str, Any]:
     return {"unit": text or code}
 
 
-def _number(text: str) -> int | float:
+def is_number(text: str) -> bool:
+    """Whether ``text`` is an HL7 NM (optional sign, digits, decimal point or comma)."""
+    return _NM.fullmatch(text) is not None
+
+
+def parse_number(text: str) -> int | float:
     """An HL7 NM (optional sign, digits, decimal point; a comma taken as one)."""
-    if not _NM.fullmatch(text):
+    if not is_number(text):
         raise InvalidOperation
     number = Decimal(text.replace(",", "."))
     return (
@@ -338,7 +343,7 @@ def _value(obx: hl7.Segment, where: str, site: SiteConfig, unit: dict[str, Any])
         if not raw:
             return {}
         try:
-            number = _number(raw)
+            number = parse_number(raw)
         except (InvalidOperation, ValueError):
             raise ResultDataError(f"OBX-5 of {where}: {raw!r} is not a number (NM)") from None
         return {"valueQuantity": {"value": number, **unit}}
@@ -364,13 +369,13 @@ def _reference_range(text: str, unit: dict[str, Any]) -> dict[str, Any] | None:
     compact = text.strip()
     if match := _RANGE.match(compact):
         return {
-            "low": {"value": _number(match[1]), **unit},
-            "high": {"value": _number(match[2]), **unit},
+            "low": {"value": parse_number(match[1]), **unit},
+            "high": {"value": parse_number(match[2]), **unit},
             "text": compact,
         }
     if match := _BOUND.match(compact):
         side = "high" if match[1] == "<" else "low"
-        return {side: {"value": _number(match[2]), **unit}, "text": compact}
+        return {side: {"value": parse_number(match[2]), **unit}, "text": compact}
     return {"text": compact}
 
 
