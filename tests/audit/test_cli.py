@@ -34,16 +34,3 @@ def test_report_for_a_patient(clean_database: str) -> None:
     assert "Practitioner/dr-martin" in result.output and "Observation/o1" in result.output
     assert "physician" in result.output and "chu-nord" in result.output
     assert "Accesses to the record of Patient/p7: 1" in result.output
-
-
-def test_verify_says_how_many_change_events_wait_to_be_chained(clean_database: str) -> None:
-    async def stage(trail) -> None:  # type: ignore[no-untyped-def]
-        events = trail.events(DOCTOR, "create", "Patient", ["p1"], ["p1"])
-        async with trail.db.transaction() as conn:
-            await trail.stage(conn, events)
-
-    fill(clean_database, 2)
-    run(clean_database, stage)
-    result = _invoke(clean_database, "verify")
-    assert result.exit_code == 0, result.output
-    assert "intact: 2 events" in result.output and "1 staged, not chained yet" in result.output

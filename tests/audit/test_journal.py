@@ -4,26 +4,54 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from maillage.audit import AuditTrail
 from maillage.audit.journal import AuditJournal
+from maillage.cli.main import app
 from maillage.errors import MaillageError
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.fhir.search.engine import SearchEngine
 from maillage.security import AllowAll
-from maillage.storage import Database
+from maillage.storage import Database, upgrade
 from tests import factories
+from tests.conftest import _with_database, empty_tables
 
-from .conftest import DOCTOR
+from .conftest import DOCTOR, fill, run
 
 T = TypeVar("T")
 SYSTEM = "urn:oid:1.2.250.1.999.1.2.3"
+
+
+@pytest.fixture(scope="module")
+def own_database(server_url: str) -> Iterator[str]:
+    """A database of these tests' own: the session's hubs run sealers on the shared one,
+    which would chain what these tests expect to find staged."""
+    name = f"maillage_journal_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clean_database(own_database: str) -> str:
+    """This module's database, emptied."""
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        empty_tables(conn)
+    return own_database
 
 
 @asynccontextmanager
@@ -170,3 +198,18 @@ def test_many_staged_events_are_chained_in_several_passes(
         return sealed, report.checked, report.staged
 
     assert _run(clean_database, work) == (10, 10, 0)
+
+
+def test_verify_on_the_command_line_says_how_many_events_wait(clean_database: str) -> None:
+    async def stage(trail: AuditTrail) -> None:
+        events = trail.events(DOCTOR, "create", "Patient", ["p1"], ["p1"])
+        async with trail.db.transaction() as conn:
+            await trail.stage(conn, events)
+
+    fill(clean_database, 2)
+    run(clean_database, stage)
+    result = CliRunner().invoke(
+        app, ["audit", "verify"], env={"MAILLAGE_DATABASE_URL": clean_database}
+    )
+    assert result.exit_code == 0, result.output
+    assert "intact: 2 events" in result.output and "1 staged, not chained yet" in result.output

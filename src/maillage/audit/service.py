@@ -13,9 +13,9 @@ How an event reaches the chain (measured in ``bench/audit_append.py``,
   ``record`` returns once the row is committed (``wait=False``: once queued; the queue is
   flushed by ``close`` at shutdown);
 - staged events are chained by a ``BatchWriter`` pass under the append lock, oldest
-  first: ``seal`` asks for one (the HTTP surface awaits it before answering a write, the
-  ``PendingSealer`` runs one every second for the other surfaces and for what a stopped
-  process left). ``verify`` counts the events still staged.
+  first: ``seal_soon`` asks for one (the HTTP surface, after a write), ``seal`` waits for
+  them all, the ``PendingSealer`` runs one every second (the other surfaces, what a
+  stopped process left). ``verify`` counts the events still staged.
 
 ``record(conn=...)`` still chains in the caller's transaction directly (holding the append
 lock through its COMMIT: about 600–750 appends/s for the whole hub, the ``lock`` figure).
@@ -169,6 +169,11 @@ class AuditTrail:
     ) -> None:
         """Stage a change's events in its open transaction (see the module's docstring)."""
         await store.stage(conn, events)
+
+    def seal_soon(self) -> None:
+        """Ask for a seal pass with the writer's next batch, without waiting for it."""
+        if not self.writer.closing:
+            self.writer.seal(wait=False)
 
     async def seal(self) -> int:
         """Chain the staged events (all of them, in passes of ``store.SEAL_BATCH``); how

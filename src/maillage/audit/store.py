@@ -243,6 +243,10 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def submit(self, event: PendingEvent, *, wait: bool = True) -> asyncio.Future[int] | None:
         return self._enqueue(_Item(event, None), wait)
 
