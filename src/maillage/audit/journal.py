@@ -6,7 +6,7 @@ transaction Bundles, the HL7 feeds, the patient index's own writes): the events 
 staged unchained (``AuditTrail.stage``), so the change and its audit commit or roll back
 together, and no chain lock is held by the write. ``PendingSealer`` chains what is staged
 every second (what a surface did not ask to seal, what a stopped process left); the HTTP
-surface asks for it before answering a write (``AuditTrail.seal``).
+surface asks for a pass after a write without waiting (``AuditTrail.seal_soon``).
 """
 
 from __future__ import annotations
