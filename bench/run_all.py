@@ -49,6 +49,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "hl7_ack": ["--duration", "3", "--warmup", "1"],
     "identity_febrl": ["--rounds", "1"],
     "audit_writes": ["--duration", "3"],
+    "hidden_timing": ["--reads", "500"],
     "hl7_pipeline": [
         "--patients",
         "2000",
