@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from maillage.identity.engine import Matcher
 from maillage.identity.model import default_model
-from maillage.identity.scoring import HOMONYM, LINK
+from maillage.identity.scoring import HOMONYM, LINK, REVIEW
 
 
 def test_a_new_registration_finds_its_other_records_best_first() -> None:
@@ -51,6 +51,17 @@ def test_twins_come_back_flagged_not_linked() -> None:
 
 def test_score_two_raw_identities() -> None:
     matcher = Matcher(default_model())
-    left = {"birth_name": "Saint-Martin", "first_name": "Élodie", "birth_date": "1990-02-03"}
-    right = {"birth_name": "ST MARTIN", "first_name": "Elodie", "birth_date": "1990-02-03"}
+    # the same birthplace: names, date and sex alone would go to review (a homonym)
+    left = {
+        "birth_name": "Saint-Martin",
+        "first_name": "Élodie",
+        "birth_date": "1990-02-03",
+        "birthplace": "75056",
+    }
+    right = {
+        "birth_name": "ST MARTIN", "first_name": "Elodie", "birth_date": "1990-02-03",
+        "birthplace": "75056",
+    }  # fmt: skip
     assert matcher.score(left, right).decision == LINK
+    without_birthplace = {k: v for k, v in right.items() if k != "birthplace"}
+    assert matcher.score(left, without_birthplace).decision == REVIEW

@@ -11,6 +11,7 @@ from maillage.identity.model import Thresholds, default_model
 from maillage.identity.normalize import prepare
 from maillage.identity.scoring import (
     BIRTHPLACE_CONFLICT,
+    BIRTHPLACE_UNKNOWN,
     HOMONYM,
     INS_COLLISION,
     LINK,
@@ -147,12 +148,27 @@ def test_an_unqualified_ins_is_only_evidence(scorer: Scorer) -> None:
 def test_thresholds_are_configurable() -> None:
     strict = Scorer(default_model().with_thresholds(auto_link=0.999999999, review=0.99))
     lenient = Scorer(default_model())
+    # the birthplace unknown on a side: the same phone says it is the same person
     pair = (
-        prepare(BASE),
-        prepare({**BASE, "birth_name": "Lefevbre", "birthplace": None, "sex": None}),
-    )
+        prepare({**BASE, "phone": "0199000001"}),
+        prepare(
+            {**BASE, "birth_name": "Lefevbre", "birthplace": None, "sex": None,
+             "phone": "0199000001"}
+        ),
+    )  # fmt: skip
     assert lenient.score(*pair).decision == LINK
     assert strict.score(*pair).decision == REVIEW
+
+
+def test_names_date_and_sex_alone_never_auto_link_without_a_birthplace(scorer: Scorer) -> None:
+    """A homonym with no birthplace, home or phone on record looks exactly like the same
+    person: reviewed, never merged by the machine (2 of 7 territorial seeds merged such
+    pairs before this rule)."""
+    found = score(scorer, BASE, {**BASE, "birthplace": None})
+    assert (found.decision, found.rule) == (REVIEW, BIRTHPLACE_UNKNOWN)
+    shared_home = {"address_line": "3 rue des Essais", "postcode": "99100", "city": "Maillebourg"}
+    linked = score(scorer, {**BASE, **shared_home}, {**BASE, "birthplace": None, **shared_home})
+    assert linked.decision == LINK
 
 
 def test_thresholds_are_checked() -> None:

@@ -23,9 +23,9 @@ also:
   dates further apart than a day/month swap or one typo (``birth_date_conflict``: a
   father and son of the same names at the same address), unrelated first names
   (``first_names_conflict``), two known birthplaces that differ
-  (``birthplace_conflict``); or when the birthplace is unknown on a side, the home or
-  the phone differs and neither home (street and town), phone nor INS is shared
-  (``birthplace_unknown``: a homonym looks just like the same person who moved).
+  (``birthplace_conflict``); or when the birthplace is unknown on a side and neither
+  home (street and town), phone nor INS is shared (``birthplace_unknown``: a homonym
+  looks just like the same person who moved, or who gave no home nor phone).
 
 The scorer is plain Python over precomputed weight tables: a few microseconds a pair.
 """
@@ -235,10 +235,11 @@ def _strict_conflict(levels: Mapping[str, int]) -> str | None:
         street = levels.get("address_line", MISSING)
         town = (levels.get("postcode", MISSING), levels.get("city", MISSING))
         same_home = street == 0 and 0 in town
-        other_home = street >= _ADDRESS_DIFFERS or town[0] >= 1 or town[1] >= _ADDRESS_DIFFERS
-        other_phone = levels.get("phone", MISSING) >= _PHONE_DIFFERS
+        # Nothing shared beyond names, date and sex: a homonym with no home or phone on
+        # record looks exactly like the same person; a wrong merge mixes two records, a
+        # review costs a look (identitovigilance: in doubt, do not merge).
         shared = same_home or levels.get("phone") == 0 or levels.get("ins") == 0
-        if (other_home or other_phone) and not shared:
+        if not shared:
             return BIRTHPLACE_UNKNOWN
     return None
 
