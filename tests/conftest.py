@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -74,10 +75,10 @@ def server_url() -> Iterator[str]:
         embedded.stop()
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
-    """A fresh database with the schema applied, dropped after the run."""
-    name = f"maillage_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_database(server_url: str, prefix: str = "maillage_test") -> Iterator[str]:
+    """A new database on the server with the schema applied, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(server_url, name)
@@ -87,6 +88,13 @@ def database_url(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """The run's database, dropped after the run."""
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture

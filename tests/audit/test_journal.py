@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -20,9 +19,9 @@ from maillage.errors import MaillageError
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.fhir.search.engine import SearchEngine
 from maillage.security import AllowAll
-from maillage.storage import Database, upgrade
+from maillage.storage import Database
 from tests import factories
-from tests.conftest import _with_database, empty_tables
+from tests.conftest import empty_tables, fresh_database
 
 from .conftest import DOCTOR, fill, run
 
@@ -34,16 +33,8 @@ SYSTEM = "urn:oid:1.2.250.1.999.1.2.3"
 def own_database(server_url: str) -> Iterator[str]:
     """A database of these tests' own: the session's hubs run sealers on the shared one,
     which would chain what these tests expect to find staged."""
-    name = f"maillage_journal_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_url, name)
-    upgrade(url)
-    try:
+    with fresh_database(server_url, "maillage_journal") as url:
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

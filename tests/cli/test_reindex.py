@@ -5,7 +5,6 @@ worker (which would otherwise take the jobs)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,8 @@ from maillage.fhir.search.engine import SearchEngine
 from maillage.fhir.search_definitions import SearchDefinitions
 from maillage.jobs import JobService
 from maillage.security import AllowAll, RequestContext
-from maillage.storage import Database, upgrade
+from maillage.storage import Database
+from tests.conftest import fresh_database
 from tests.fhir.test_reindex import CrashingControl, SimulatedCrash, stored_index, wipe_index
 
 CTX = RequestContext.system("cli-test")
@@ -28,18 +28,8 @@ CTX = RequestContext.system("cli-test")
 
 @pytest.fixture
 def own_database(server_url: str) -> Iterator[str]:
-    name = f"maillage_reindex_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    params = psycopg.conninfo.conninfo_to_dict(server_url)
-    params["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**params)
-    upgrade(url)
-    try:
+    with fresh_database(server_url, "maillage_reindex") as url:
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def env(url: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from maillage.audit.periodic import Periodic
 from maillage.audit.service import AuditTrail
 from maillage.errors import ConfigurationError
+from maillage.jobs.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 
 from maillage.audit.events import Interaction, patients_of
-from maillage.audit.periodic import Periodic
 from maillage.audit.service import AuditTrail
+from maillage.jobs.periodic import Periodic
 from maillage.security.context import RequestContext
 
 # (resource id, its body as written; None when not known, e.g. nothing was deleted)

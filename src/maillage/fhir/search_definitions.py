@@ -16,8 +16,6 @@ instead of incomplete results (docs/decisions/0004-custom-search-parameters.md).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -35,6 +33,7 @@ from maillage.fhir.definitions import (
     is_active,
 )
 from maillage.jobs import JobService
+from maillage.jobs.periodic import Periodic
 from maillage.security import RequestContext
 from maillage.storage import Database
 
@@ -99,7 +98,7 @@ class SearchDefinitions:
         self.db = db
         self.jobs = jobs
         self.refresh_s = refresh_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("search-definitions", refresh_s, self.refresh)
         # Connections (by id) whose open transaction changed the definitions.
         self._changed_in: set[int] = set()
 
@@ -128,24 +127,11 @@ class SearchDefinitions:
         return REGISTRY.generation
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="search-definitions")
+        """Follow the definitions (``refresh`` once before: the first turn waits)."""
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database went away: keep the definitions, retry
-                log.warning("search definitions: refresh failed", exc_info=True)
-            await asyncio.sleep(self.refresh_s)
+        await self._loop.stop()
 
     # -- the write path -----------------------------------------------------------------
     async def before_write(

@@ -105,7 +105,8 @@ async def journal_outcomes(
     for outcome in outcomes:
         kind = interaction or (Interaction.CREATE if outcome.created else Interaction.UPDATE)
         stored = outcome.resource
-        body = orjson.loads(stored.body) if stored.body else None
+        # a Patient's event is about itself: its body need not be read back
+        body = orjson.loads(stored.body) if stored.body and resource_type != "Patient" else None
         by_interaction.setdefault(kind, []).append((stored.id, body))
     for kind, written in by_interaction.items():
         await journal(repo, conn, kind, resource_type, written)

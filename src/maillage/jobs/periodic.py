@@ -1,6 +1,7 @@
-"""A turn of work every few seconds in the hub's event loop (the audit's sealer and
-anchor publisher): started and stopped with the app, a failed turn logged and retried at
-the next one (the database may be away for a while)."""
+"""A turn of work every few seconds in the hub's event loop (the search definitions'
+refresh, the audit's sealer and anchor publisher): started and stopped with the app, a
+failed turn logged and tried again at the next one (the database may be away a while).
+The first turn comes after one interval: callers do the first one themselves if needed."""
 
 from __future__ import annotations
 
