@@ -171,7 +171,10 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         for process in self._postgres():
-            self._pg_start[process.pid] = _cpu_seconds(process)
+            try:
+                self._pg_start[process.pid] = _cpu_seconds(process)
+            except psutil.Error:
+                continue  # a backend that ended meanwhile
         self._thread.start()
         return self
 

@@ -3,11 +3,15 @@ ids and new patients up to a target count (1,000,000 resources by default), plus
 patient who owns ``heavy`` resources (for ``$everything``).
 
 Copies are made on the raw JSON lines, not parsed objects (a million resources): every
-id in the sample is a UUID, so appending ``-c<N>`` to every UUID in a line renames the
-resource, its references, its identifier values and its conditional references together,
-consistently within the copy. Patients of copy N get family names ending in a tag of
-their own (``Upton904`` -> ``Upton904qb``), so a name search finds one copy's patients,
-not the same name 140 times.
+id in the sample is a UUID, so replacing every UUID in a line by one derived from it and
+the copy's number (a name-based UUID, RFC 9562 version 5) renames the resource, its
+references, its identifier values and its conditional references together, consistently
+within the copy. The new ids look like any store's: random-looking UUIDs. (Until session
+13 the copies appended ``-c<N>`` to the original UUID, so 139 ids shared each 36-character
+prefix, which no real store has; the figures barely moved with the change.)
+
+Patients of copy N get family names ending in a tag of their own (``Upton904`` ->
+``Upton904qb``), so a name search finds one copy's patients, not the same name 140 times.
 
 Synthetic data only (Synthea, Apache-2.0): no real person.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 from bench.http_common import ROOT, BenchError
@@ -47,8 +52,26 @@ def _source_lines() -> list[tuple[str, bytes]]:
     return lines
 
 
-def _renamed(line: bytes, suffix: bytes) -> bytes:
-    return _UUID.sub(lambda match: match.group(0) + suffix, line)
+# Namespace of the copies' ids (any fixed UUID: the same data set on every run).
+_COPIES = uuid.UUID("6f1d3a52-9c4e-5b7a-8d21-0e4f6a7b8c9d")
+
+
+class _Renamer:
+    """The UUIDs of one copy: each original UUID -> the same new one, everywhere."""
+
+    def __init__(self, copy: str) -> None:
+        self.copy = copy
+        self.known: dict[bytes, bytes] = {}
+
+    def new_id(self, original: bytes) -> bytes:
+        found = self.known.get(original)
+        if found is None:
+            name = original.decode() + self.copy
+            found = self.known[original] = str(uuid.uuid5(_COPIES, name)).encode()
+        return found
+
+    def __call__(self, line: bytes) -> bytes:
+        return _UUID.sub(lambda match: self.new_id(match.group(0)), line)
 
 
 def _with_family_tag(line: bytes, tag: bytes) -> bytes:
@@ -67,7 +90,7 @@ def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
     """Write the data set in ``folder`` (one NDJSON file per type), unless the folder
     already holds the same one. Returns what it holds."""
     marker = folder.parent / f"{folder.name}.json"  # beside: the loader reads the folder
-    wanted = {"target": target, "heavy": heavy, "source": str(SOURCE)}
+    wanted = {"target": target, "heavy": heavy, "source": str(SOURCE), "ids": "uuid5"}
     if marker.exists():
         found = json.loads(marker.read_text())
         if all(found.get(key) == value for key, value in wanted.items()):
@@ -81,7 +104,7 @@ def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
     written = 0
     # The heavy patient first: one copy where every patient reference points at them,
     # cut at ``heavy`` resources in their compartment (the patient included).
-    suffix = b"-h"
+    renamed = _Renamer("-h")
     owned = 1
     for resource_type, line in lines:
         if resource_type == "Patient":
@@ -93,16 +116,17 @@ def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
                 continue
             line = _PATIENT_REF.sub(b'"reference":"Patient/' + heavy_id + b'"', line)
             owned += 1
-        outputs.setdefault(resource_type, []).append(_renamed(line, suffix))
+        outputs.setdefault(resource_type, []).append(renamed(line))
         written += 1
+    heavy_patient = renamed.new_id(heavy_id).decode()
     copies = 0
     while written < target:
-        suffix = f"-c{copies}".encode()
+        renamed = _Renamer(f"-c{copies}")
         tag = copy_tag(copies).encode()
         for resource_type, line in lines:
             if resource_type == "Patient":
                 line = _with_family_tag(line, tag)
-            outputs.setdefault(resource_type, []).append(_renamed(line, suffix))
+            outputs.setdefault(resource_type, []).append(renamed(line))
             written += 1
         copies += 1
         if copies % 20 == 0 or written >= target:
@@ -112,7 +136,7 @@ def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
         **wanted,
         "resources": written,
         "copies": copies,
-        "heavy_patient": (heavy_id + b"-h").decode(),
+        "heavy_patient": heavy_patient,
         "heavy_resources": owned,
     }
     marker.write_text(json.dumps(summary, indent=2))

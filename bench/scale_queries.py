@@ -249,12 +249,13 @@ def scenario_values(
             codes = conn.execute(
                 "SELECT DISTINCT c->>'system', c->>'code' FROM resource r,"
                 " jsonb_array_elements(r.content->'code'->'coding') c"
-                " WHERE r.resource_type = 'Condition' AND r.id LIKE '%%-c0'"
+                " WHERE r.resource_type = 'Condition'"  # every copy has the sample's codes
             ).fetchall()
             return [tuple(rng.choice(codes)) for _ in range(count)]
         if key == "compartment":
             patients = conn.execute(
-                "SELECT id FROM resource WHERE resource_type = 'Patient' AND id LIKE '%%-c%%'"
+                "SELECT id FROM resource WHERE resource_type = 'Patient' AND id <> %s",
+                (dataset["heavy_patient"],),
             ).fetchall()
             return [
                 (
@@ -266,7 +267,8 @@ def scenario_values(
         if key == "chain":
             families = conn.execute(
                 "SELECT content->'name'->0->>'family' FROM resource"
-                " WHERE resource_type = 'Patient' AND id LIKE '%%-c%%'"
+                " WHERE resource_type = 'Patient' AND id <> %s",
+                (dataset["heavy_patient"],),
             ).fetchall()
             return [rng.choice(families)[0] for _ in range(count)]
         return [dataset["heavy_patient"]] * count

@@ -148,3 +148,18 @@ def test_reference_identifier_and_type_modifiers(http: httpx.Client) -> None:
     assert_outcome(
         http.get("/Observation", params={"subject:Spaceship": "p2"}, headers=STRICT), 400
     )
+
+
+def test_reference_by_url_and_identifier_together(http: httpx.Client) -> None:
+    """A reference kept by a URL that names no Type/id, with an identifier beside it: found
+    by either, and not by the other references' ids."""
+    urn = "urn:uuid:0f9b7c52-6f2e-4b8e-9d43-1c2a3b4c5d6e"
+    ins = {"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "T456"}
+    both = create(
+        http, factories.observation() | {"subject": {"reference": urn, "identifier": ins}}
+    )
+    create(http, factories.observation(subject="Patient/p3"))
+    assert _ids(http, "/Observation", {"subject": urn}) == {both["id"]}
+    assert _ids(http, "/Observation", {"subject:identifier": "T456"}) == {both["id"]}
+    assert _ids(http, "/Observation", {"subject": "urn:uuid:other"}) == set()
+    assert _ids(http, "/Observation", {"subject:missing": "false"}) >= {both["id"]}

@@ -18,6 +18,7 @@ from psycopg import sql
 from maillage.errors import InvalidRequest
 from maillage.fhir.indexing.normalize import date_range, normalize_string, token_hash
 from maillage.fhir.indexing.values import split_reference
+from maillage.fhir.validation_schema import primitives
 from maillage.terminology import Expansion
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -297,25 +298,27 @@ def reference_condition(
     resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
     if modifier == "identifier":
+        # Identifiers are indexed as system|value in rows without a target id (served by
+        # the partial index sp_reference_untargeted_idx); a bare value matches any system.
         if "|" not in value:
-            # identifier values are indexed as system|value; a bare value matches any system
-            where: sql.Composable = sql.SQL("x.target_url LIKE {}").format(
+            where: sql.Composable = sql.SQL("x.target_id IS NULL AND x.target_url LIKE {}").format(
                 sql.Literal("%|" + like_escape(value))
             )
         else:
-            where = sql.SQL("x.target_url = {}").format(sql.Literal(value))
+            where = sql.SQL("x.target_id IS NULL AND x.target_url = {}").format(sql.Literal(value))
         return in_index("sp_reference", resource_type, code, where, alias)
     target_type, target_id, url = split_reference(value)
     if modifier and modifier[:1].isupper():
         target_type, target_id = modifier, value if target_id is None else target_id
-    if target_id is None and url is not None and "/" not in url:
-        target_id = url
+    if target_id is None and url is not None and primitives.check_id(url) is None:
+        target_id = url  # a bare id; a value that cannot be one (urn:uuid:...) is a URL
     if target_id is not None:
         where = sql.SQL("x.target_id = {}").format(sql.Literal(target_id))
         if target_type:
             where = sql.SQL("{} AND x.target_type = {}").format(where, sql.Literal(target_type))
     else:
-        where = sql.SQL("x.target_url = {}").format(sql.Literal(url))
+        # A URL that names no Type/id is stored the same way: without a target id.
+        where = sql.SQL("x.target_id IS NULL AND x.target_url = {}").format(sql.Literal(url))
     return in_index("sp_reference", resource_type, code, where, alias)
 
 
