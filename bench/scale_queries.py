@@ -39,14 +39,19 @@ _COMPARTMENT = _page_of(
     "r.rid IN (SELECT x.rid FROM sp_reference x WHERE x.resource_type = 'Encounter'"
     " AND x.param = 'patient' AND x.target_type = 'Patient' AND x.target_id = %(patient)s)"
     " AND r.rid IN (SELECT d.rid FROM sp_date d WHERE d.resource_type = 'Encounter'"
-    " AND d.param = 'date' AND d.high >= %(since)s)"
+    " AND d.param = 'date' AND d.high >= %(since)s"
+    # the value index's key (migration 0013), as the engine states it
+    " AND hashtextextended(d.resource_type || '|' || d.param, 0)"
+    " = hashtextextended('Encounter|date', 0))"
 )
 _CHAIN = _page_of(
     "r.rid IN (SELECT x.rid FROM sp_reference x WHERE x.resource_type = 'Encounter'"
     " AND x.param = 'subject' AND x.target_type = 'Patient' AND x.target_id IN"
     " (SELECT t.id FROM resource t WHERE t.resource_type = 'Patient' AND NOT t.deleted"
     " AND t.rid IN (SELECT s.rid FROM sp_string s WHERE s.resource_type = 'Patient'"
-    " AND s.param = 'name' AND s.value_norm LIKE %(pattern)s)))"
+    " AND s.param = 'name' AND s.value_norm LIKE %(pattern)s"
+    " AND hashtextextended(s.resource_type || '|' || s.param, 0)"
+    " = hashtextextended('Patient|name', 0))))"
 )
 _SUBJECTS = (
     "SELECT t.resource_type, t.id, t.content FROM resource t WHERE t.resource_type = 'Patient'"

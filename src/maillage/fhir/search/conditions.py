@@ -54,6 +54,12 @@ def split_prefix(value: str) -> tuple[str, str]:
     return (match[1], value[2:]) if match else ("eq", value)
 
 
+# The value indexes of these tables are led by this key of (resource_type, param)
+# (migration 0013): a lookup must state it, in the index's own words, to use them.
+KEYED_TABLES = frozenset({"sp_string", "sp_date", "sp_number", "sp_quantity"})
+PARAM_KEY = sql.SQL("hashtextextended(x.resource_type || '|' || x.param, 0)")
+
+
 def in_index(
     table: str,
     resource_type: str | None,
@@ -65,11 +71,13 @@ def in_index(
 
     ``resource_type`` None: rows of any type (whole-system search on common parameters).
     """
-    type_filter: sql.Composable = (
-        sql.SQL("x.resource_type = {} AND ").format(sql.Literal(resource_type))
-        if resource_type is not None
-        else sql.SQL("")
-    )
+    type_filter: sql.Composable = sql.SQL("")
+    if resource_type is not None:
+        type_filter = sql.SQL("x.resource_type = {} AND ").format(sql.Literal(resource_type))
+        if table in KEYED_TABLES:
+            type_filter = sql.SQL("{}{} = hashtextextended({}, 0) AND ").format(
+                type_filter, PARAM_KEY, sql.Literal(f"{resource_type}|{param}")
+            )
     return sql.SQL(
         "{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {type_filter}"
         "x.param = {param} AND {where})"
