@@ -95,20 +95,26 @@ def _extract_param(
     choices: dict[str, Any],
 ) -> None:
     assert param.compiled is not None
-    nodes = param.compiled.evaluate(resource, choices)
+    nodes = param.compiled.evaluate_pairs(resource, choices)
     if not nodes:
         return
     code = param.code
     kind = param.type
     if kind == "token":
         for node in nodes:
+            value = node[0]
+            if isinstance(value, str):  # a code: one token, no text, no type
+                add_token(rows, resource_type, code, None, value)
+                continue
             for system, token in tokens_of(node):
                 add_token(rows, resource_type, code, system, token)
-            # derived keys for :text and :of-type (see maillage.fhir.search.conditions)
-            for text in token_texts(node):
-                rows.string.append((f"{code}:text", *normalized(text)))
-            for system, typed_value in identifier_types(node):
-                add_token(rows, resource_type, f"{code}:of-type", system, typed_value)
+            if isinstance(value, dict):
+                # derived keys for :text and :of-type (see maillage.fhir.search.conditions)
+                for text in token_texts(node):
+                    rows.string.append((f"{code}:text", *normalized(text)))
+                if "type" in value:
+                    for system, typed_value in identifier_types(node):
+                        add_token(rows, resource_type, f"{code}:of-type", system, typed_value)
     elif kind == "string":
         for node in nodes:
             for text in strings_of(node):
@@ -125,18 +131,19 @@ def _extract_param(
     elif kind == "uri":
         for node in nodes:
             # A btree entry holds about 2,700 bytes; no real URI is that long.
-            if isinstance(node.value, str) and len(node.value) <= MAX_URI_CHARS:
-                rows.uri.append((code, node.value))
+            if isinstance(node[0], str) and len(node[0]) <= MAX_URI_CHARS:
+                rows.uri.append((code, node[0]))
     elif kind == "number":
         for node in nodes:
-            number = decimal_of(node.value)
+            number = decimal_of(node[0])
             if number is not None:
                 rows.number.append((code, number))
     elif kind == "quantity":
         for node in nodes:
-            if isinstance(node.value, dict):
-                amount = decimal_of(node.value.get("value"))
+            quantity = node[0]
+            if isinstance(quantity, dict):
+                amount = decimal_of(quantity.get("value"))
                 if amount is not None:
-                    system = node.value.get("system")
-                    unit_code = node.value.get("code") or node.value.get("unit")
+                    system = quantity.get("system")
+                    unit_code = quantity.get("code") or quantity.get("unit")
                     rows.quantity.append((code, system, unit_code, amount))

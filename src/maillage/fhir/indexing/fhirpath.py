@@ -59,6 +59,7 @@ _Step = _Field | _AsType | _WhereEquals | _WhereReferenceTo
 
 # Evaluation works on (value, type hint) pairs; each step maps a list of pairs to the next.
 _Pair = tuple[Any, str | None]
+Pair = _Pair  # a Node is one too: what indexing reads
 _Runner = Callable[[list[_Pair]], list[_Pair]]
 
 
@@ -111,9 +112,16 @@ class CompiledPath:
         kept by the caller for every path it evaluates on the same resource) remembers
         the resource's choice elements (``value[x]``) as they are looked up: a resource's
         parameters look up the same ones many times."""
+        return [Node(value, hint) for value, hint in self.evaluate_pairs(resource, choices)]
+
+    def evaluate_pairs(
+        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None = None
+    ) -> list[_Pair]:
+        """``evaluate`` as plain (value, type hint) tuples: what indexing reads, without
+        building a Node for each (indexing runs for every write and every loaded row)."""
         if self._starts is not None:
             return self._evaluate_from_fields(resource, choices)
-        found: list[Node] = []
+        found: list[_Pair] = []
         for runners in self._runners:
             pairs: list[_Pair] = [(resource, None)]
             for run in runners:
@@ -121,14 +129,14 @@ class CompiledPath:
                 if not pairs:
                     break
             else:
-                found.extend([Node(value, hint) for value, hint in pairs])
+                found.extend(pairs)
         return found
 
     def _evaluate_from_fields(
         self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None
-    ) -> list[Node]:
+    ) -> list[_Pair]:
         assert self._starts is not None
-        found: list[Node] = []
+        found: list[_Pair] = []
         for name, runners in self._starts:
             child = resource.get(name, _ABSENT)
             pairs: list[_Pair]
@@ -151,7 +159,7 @@ class CompiledPath:
                     break
                 pairs = run(pairs)
             if pairs:
-                found.extend([Node(value, hint) for value, hint in pairs])
+                found.extend(pairs)
         return found
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from maillage.fhir.indexing.fhirpath import Node
+from maillage.fhir.indexing.fhirpath import Pair
 from maillage.fhir.indexing.normalize import date_range, normalize_string, token_hash
 
 # Dates far enough apart to stand for "open" period bounds.
@@ -43,16 +43,16 @@ def add_token(
     )
 
 
-def tokens_of(node: Node) -> Iterator[tuple[str | None, str | None]]:
-    value = node.value
+def tokens_of(node: Pair) -> Iterator[tuple[str | None, str | None]]:
+    value = node[0]
     if isinstance(value, bool):
         yield None, "true" if value else "false"
     elif isinstance(value, str | int):
         yield None, str(value)
     elif isinstance(value, dict):
-        if "coding" in value or node.type_hint == "CodeableConcept":
+        if "coding" in value or node[1] == "CodeableConcept":
             for coding in value.get("coding", []):
-                yield from tokens_of(Node(coding, "Coding"))
+                yield from tokens_of((coding, "Coding"))
         elif "code" in value:
             yield value.get("system"), str(value["code"])
         elif "value" in value and isinstance(value["value"], str):
@@ -61,10 +61,10 @@ def tokens_of(node: Node) -> Iterator[tuple[str | None, str | None]]:
             yield (None if system in _CONTACT_SYSTEMS else system), value["value"]
 
 
-def token_texts(node: Node) -> Iterator[str]:
+def token_texts(node: Pair) -> Iterator[str]:
     """Texts a token's ``:text`` search reads: CodeableConcept.text, Coding.display,
     Identifier.type.text (indexed as strings under ``<param>:text``)."""
-    value = node.value
+    value = node[0]
     if not isinstance(value, dict):
         return
     concept = value.get("type") if "value" in value and "coding" not in value else value
@@ -78,10 +78,10 @@ def token_texts(node: Node) -> Iterator[str]:
             yield coding["display"]
 
 
-def identifier_types(node: Node) -> Iterator[tuple[str | None, str]]:
+def identifier_types(node: Pair) -> Iterator[tuple[str | None, str]]:
     """(type system, "<type code>|<value>") of an Identifier with a coded type, for
     ``:of-type`` (indexed as tokens under ``<param>:of-type``)."""
-    value = node.value
+    value = node[0]
     if not isinstance(value, dict) or not isinstance(value.get("value"), str):
         return
     kind = value.get("type")
@@ -97,8 +97,8 @@ _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
 
 
-def strings_of(node: Node) -> Iterator[str]:
-    value = node.value
+def strings_of(node: Pair) -> Iterator[str]:
+    value = node[0]
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
@@ -110,8 +110,8 @@ def strings_of(node: Node) -> Iterator[str]:
                 yield from (item for item in part_value if isinstance(item, str))
 
 
-def dates_of(node: Node) -> Iterator[tuple[datetime, datetime]]:
-    value = node.value
+def dates_of(node: Pair) -> Iterator[tuple[datetime, datetime]]:
+    value = node[0]
     if isinstance(value, str):
         bounds = date_range(value)
         if bounds:
@@ -123,11 +123,11 @@ def dates_of(node: Node) -> Iterator[tuple[datetime, datetime]]:
             yield (start[0] if start else OPEN_LOW, end[1] if end else OPEN_HIGH)
         elif "event" in value:
             for event in value["event"]:
-                yield from dates_of(Node(event))
+                yield from dates_of((event, None))
         elif "repeat" in value and isinstance(value["repeat"], dict):
             bounds = value["repeat"].get("boundsPeriod")
             if bounds:
-                yield from dates_of(Node(bounds))
+                yield from dates_of((bounds, None))
 
 
 def decimal_of(value: Any) -> Decimal | None:
@@ -139,9 +139,9 @@ def decimal_of(value: Any) -> Decimal | None:
         return None
 
 
-def references_of(node: Node) -> Iterator[tuple[str | None, str | None, str | None]]:
+def references_of(node: Pair) -> Iterator[tuple[str | None, str | None, str | None]]:
     """(target_type, target_id, target_url) for a Reference or canonical/uri."""
-    value = node.value
+    value = node[0]
     if isinstance(value, str):
         yield None, None, value
         return
