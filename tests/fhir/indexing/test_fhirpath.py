@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from maillage.fhir.definitions import params_for
-from maillage.fhir.indexing.fhirpath import UnsupportedExpression, compile_expression
+from maillage.fhir.indexing.fhirpath import CHOICE_NAMES, UnsupportedExpression, compile_expression
 
 
 def values(expression: str, resource: dict) -> list:
@@ -86,3 +86,19 @@ def test_most_official_parameters_compile() -> None:
     observation_params = params_for("Observation")
     for code in ("code", "subject", "patient", "date", "value-quantity", "category"):
         assert observation_params[code].indexed, code
+
+
+def test_choice_names_are_the_models_choice_groups() -> None:
+    """An absent element is looked up as a choice (``valueQuantity`` for ``value``) only
+    when its name is in CHOICE_NAMES: a missing name would silently lose index rows."""
+    from maillage.fhir.validation_schema.compiler import all_model_classes, schema_of
+
+    groups = {group for model in all_model_classes() for group in schema_of(model).choices}
+    assert groups == CHOICE_NAMES
+
+
+def test_absent_choice_and_plain_elements() -> None:
+    condition = {"resourceType": "Condition", "onsetDateTime": "2020-01-02", "meta": {}}
+    assert values("Condition.onset", condition) == ["2020-01-02"]
+    assert values("Condition.meta.tag", condition) == []
+    assert values("Condition.abatement", condition) == []
