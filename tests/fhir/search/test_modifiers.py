@@ -163,3 +163,23 @@ def test_reference_by_url_and_identifier_together(http: httpx.Client) -> None:
     assert _ids(http, "/Observation", {"subject:identifier": "T456"}) == {both["id"]}
     assert _ids(http, "/Observation", {"subject": "urn:uuid:other"}) == set()
     assert _ids(http, "/Observation", {"subject:missing": "false"}) >= {both["id"]}
+
+
+def test_canonical_reference_by_its_url(http: httpx.Client) -> None:
+    """A canonical element (QuestionnaireResponse.questionnaire) is found by its URL, even
+    though the URL has a Type/id shape; a relative Type/id finds the references only."""
+    url = "http://example.org/fhir/Questionnaire/phq-9"
+    phq = create(
+        http, {"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": url}
+    )
+    create(
+        http,
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "questionnaire": "http://example.org/fhir/Questionnaire/gad-7",
+        },
+    )
+    assert _ids(http, "/QuestionnaireResponse", {"questionnaire": url}) == {phq["id"]}
+    assert _ids(http, "/QuestionnaireResponse", {"questionnaire": url + "-x"}) == set()
+    assert _ids(http, "/QuestionnaireResponse", {"questionnaire": "Questionnaire/phq-9"}) == set()

@@ -324,6 +324,12 @@ def reference_condition(
         where = sql.SQL("x.target_id = {}").format(sql.Literal(target_id))
         if target_type:
             where = sql.SQL("{} AND x.target_type = {}").format(where, sql.Literal(target_type))
+        if url is not None and not modifier:
+            # An absolute URL also finds a canonical stored as it is (a canonical element,
+            # QuestionnaireResponse.questionnaire, is indexed as its URL, without an id).
+            where = sql.SQL("(({}) OR (x.target_id IS NULL AND x.target_url = {}))").format(
+                where, sql.Literal(url)
+            )
     else:
         # A URL that names no Type/id is stored the same way: without a target id.
         where = sql.SQL("x.target_id IS NULL AND x.target_url = {}").format(sql.Literal(url))
