@@ -3,6 +3,7 @@ installed as a whole, dependent caches cleared in one place."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -66,6 +67,22 @@ def test_a_definition_that_cannot_be_served_is_refused(
         compile_custom(definition(**changes))
 
 
+@pytest.fixture
+def registry_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hubs the session runs in this process (uvicorn threads) follow the store's
+    generation every second and would put it back in the middle of the test: while it
+    runs, only the test's own thread installs a generation."""
+    owner = threading.get_ident()
+    install = REGISTRY.install
+
+    def install_from_owner(definitions: Definitions) -> None:
+        if threading.get_ident() == owner:
+            install(definitions)
+
+    monkeypatch.setattr(REGISTRY, "install", install_from_owner)
+
+
+@pytest.mark.usefixtures("registry_held")
 def test_installing_a_generation_clears_the_dependent_caches() -> None:
     before = REGISTRY.current()
     resource = {"resourceType": "Patient", "maritalStatus": {"coding": [{"code": "M"}]}}
