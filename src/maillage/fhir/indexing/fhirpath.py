@@ -58,9 +58,8 @@ _Step = _Field | _AsType | _WhereEquals | _WhereReferenceTo
 
 
 # Evaluation works on (value, type hint) pairs; each step maps a list of pairs to the next.
-_Pair = tuple[Any, str | None]
-Pair = _Pair  # a Node is one too: what indexing reads
-_Runner = Callable[[list[_Pair]], list[_Pair]]
+Pair = tuple[Any, str | None]  # a Node is one too: what indexing reads
+_Runner = Callable[[list[Pair]], list[Pair]]
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class CompiledPath:
         return frozenset(names)
 
     def evaluate(
-        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None = None
+        self, resource: dict[str, Any], choices: dict[str, list[Pair]] | None = None
     ) -> list[Node]:
         """The nodes the path reaches in ``resource``; ``choices`` (empty at first, then
         kept by the caller for every path it evaluates on the same resource) remembers
@@ -115,15 +114,15 @@ class CompiledPath:
         return [Node(value, hint) for value, hint in self.evaluate_pairs(resource, choices)]
 
     def evaluate_pairs(
-        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None = None
-    ) -> list[_Pair]:
+        self, resource: dict[str, Any], choices: dict[str, list[Pair]] | None = None
+    ) -> list[Pair]:
         """``evaluate`` as plain (value, type hint) tuples: what indexing reads, without
         building a Node for each (indexing runs for every write and every loaded row)."""
         if self._starts is not None:
             return self._evaluate_from_fields(resource, choices)
-        found: list[_Pair] = []
+        found: list[Pair] = []
         for runners in self._runners:
-            pairs: list[_Pair] = [(resource, None)]
+            pairs: list[Pair] = [(resource, None)]
             for run in runners:
                 pairs = run(pairs)
                 if not pairs:
@@ -133,13 +132,13 @@ class CompiledPath:
         return found
 
     def _evaluate_from_fields(
-        self, resource: dict[str, Any], choices: dict[str, list[_Pair]] | None
-    ) -> list[_Pair]:
+        self, resource: dict[str, Any], choices: dict[str, list[Pair]] | None
+    ) -> list[Pair]:
         assert self._starts is not None
-        found: list[_Pair] = []
+        found: list[Pair] = []
         for name, runners in self._starts:
             child = resource.get(name, _ABSENT)
-            pairs: list[_Pair]
+            pairs: list[Pair]
             if child is _ABSENT:
                 if name not in CHOICE_NAMES:
                     continue
@@ -271,7 +270,7 @@ def _runner(step: _Step) -> _Runner:
         type_name = step.type_name
         wanted = type_name.lower()
 
-        def as_type(pairs: list[_Pair]) -> list[_Pair]:
+        def as_type(pairs: list[Pair]) -> list[Pair]:
             return [
                 (value, type_name)
                 for value, hint in pairs
@@ -282,7 +281,7 @@ def _runner(step: _Step) -> _Runner:
     if isinstance(step, _WhereEquals):
         name, expected = step.field, step.value
 
-        def where_equals(pairs: list[_Pair]) -> list[_Pair]:
+        def where_equals(pairs: list[Pair]) -> list[Pair]:
             return [
                 pair
                 for pair in pairs
@@ -292,7 +291,7 @@ def _runner(step: _Step) -> _Runner:
         return where_equals
     target = step.type_name
 
-    def where_reference_to(pairs: list[_Pair]) -> list[_Pair]:
+    def where_reference_to(pairs: list[Pair]) -> list[Pair]:
         return [pair for pair in pairs if _references_type(pair[0], target)]
 
     return where_reference_to
@@ -385,8 +384,8 @@ CHOICE_NAMES = frozenset(
 def _field_runner(name: str, index: int | None) -> _Runner:
     is_choice = name in CHOICE_NAMES
 
-    def field_step(pairs: list[_Pair]) -> list[_Pair]:
-        out: list[_Pair] = []
+    def field_step(pairs: list[Pair]) -> list[Pair]:
+        out: list[Pair] = []
         for value, _ in pairs:
             if not isinstance(value, dict):
                 continue
@@ -405,10 +404,10 @@ def _field_runner(name: str, index: int | None) -> _Runner:
     return field_step
 
 
-def _choice_children(value: dict[str, Any], name: str) -> list[_Pair]:
+def _choice_children(value: dict[str, Any], name: str) -> list[Pair]:
     """A choice element (value[x]): the stored key carries the type."""
     prefix_length = len(name)
-    out: list[_Pair] = []
+    out: list[Pair] = []
     for key, choice in value.items():
         if len(key) > prefix_length and key[prefix_length].isupper() and key.startswith(name):
             hint = key[prefix_length:]

@@ -306,14 +306,11 @@ def reference_condition(
     resource_type: str, code: str, value: str, modifier: str | None, alias: str = "r"
 ) -> Condition:
     if modifier == "identifier":
-        # Identifiers are indexed as system|value in rows without a target id (served by
-        # the partial index sp_reference_untargeted_idx); a bare value matches any system.
+        # Identifiers are indexed as system|value; a bare value matches any system.
         if "|" not in value:
-            where: sql.Composable = sql.SQL("x.target_id IS NULL AND x.target_url LIKE {}").format(
-                sql.Literal("%|" + like_escape(value))
-            )
+            where: sql.Composable = _url_row("LIKE", "%|" + like_escape(value))
         else:
-            where = sql.SQL("x.target_id IS NULL AND x.target_url = {}").format(sql.Literal(value))
+            where = _url_row("=", value)
         return in_index("sp_reference", resource_type, code, where, alias)
     target_type, target_id, url = split_reference(value)
     if modifier and modifier[:1].isupper():
@@ -327,13 +324,19 @@ def reference_condition(
         if url is not None and not modifier:
             # An absolute URL also finds a canonical stored as it is (a canonical element,
             # QuestionnaireResponse.questionnaire, is indexed as its URL, without an id).
-            where = sql.SQL("(({}) OR (x.target_id IS NULL AND x.target_url = {}))").format(
-                where, sql.Literal(url)
-            )
+            where = sql.SQL("(({}) OR ({}))").format(where, _url_row("=", url))
     else:
-        # A URL that names no Type/id is stored the same way: without a target id.
-        where = sql.SQL("x.target_id IS NULL AND x.target_url = {}").format(sql.Literal(url))
+        where = _url_row("=", url)
     return in_index("sp_reference", resource_type, code, where, alias)
+
+
+def _url_row(operator: str, pattern: str | None) -> sql.Composable:
+    """A reference row kept by its URL (an identifier, a canonical, a URL naming no
+    Type/id): it has no target id, and the partial index sp_reference_untargeted_idx
+    serves it."""
+    return sql.SQL("x.target_id IS NULL AND x.target_url {} {}").format(
+        sql.SQL(operator), sql.Literal(pattern)
+    )
 
 
 def uri_condition(
