@@ -37,7 +37,9 @@ _TOKEN = _page_of(
 )
 _COMPARTMENT = _page_of(
     "r.rid IN (SELECT x.rid FROM sp_reference x WHERE x.resource_type = 'Encounter'"
-    " AND x.param = 'patient' AND x.target_type = 'Patient' AND x.target_id = %(patient)s)"
+    # Encounter's ``patient`` is read from its ``subject`` rows to a Patient
+    # (definitions.reference_rows), as the engine does
+    " AND x.param = 'subject' AND x.target_type = 'Patient' AND x.target_id = %(patient)s)"
     " AND r.rid IN (SELECT d.rid FROM sp_date d WHERE d.resource_type = 'Encounter'"
     " AND d.param = 'date' AND d.high >= %(since)s"
     # the value index's key (migration 0013), as the engine states it

@@ -11,6 +11,7 @@ one ``install`` clears them all.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -45,6 +46,9 @@ class SearchParam:
     components: tuple[tuple[str, str], ...] = ()
     # The id of the SearchParameter resource a custom parameter comes from (None: official).
     custom_id: str | None = None
+    # A reference parameter whose rows are another one's restricted to one target type:
+    # (that parameter's code, the type). It has no rows of its own (see ``_share_rows``).
+    rows_of: tuple[str, str] | None = None
 
     @property
     def indexed(self) -> bool:
@@ -159,7 +163,32 @@ def official_params() -> dict[str, dict[str, SearchParam]]:
         for resource_type in base_types(definition):
             param = _compile_param(definition, resource_type)
             by_type[resource_type][param.code] = param
-    return by_type
+    return {name: _share_rows(name, params) for name, params in by_type.items()}
+
+
+_RESOLVED_TO = re.compile(r"^(.+)\.where\(resolve\(\) is ([A-Z][A-Za-z]+)\)$")
+
+
+def _share_rows(resource_type: str, params: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Mark the reference parameters that are another one of the type restricted to a
+    target type: ``patient`` is ``Observation.subject.where(resolve() is Patient)``, and
+    ``subject`` is ``Observation.subject``. Their rows would be the other's rows of that
+    target type (the extraction gives every row of a reference the type ``resolve() is``
+    tests, ``values.references_of``), so they are not written (a fifth of the reference
+    rows of a clinical load) and searches read the other's (``reference_rows``). Custom
+    parameters cannot take an official code (``compile_custom``): the pairs are fixed."""
+    scoped = {
+        code: _expression_for(param.expression, resource_type)
+        for code, param in params.items()
+        if param.type == "reference" and param.indexed and param.expression
+    }
+    by_expression = {expression: code for code, expression in scoped.items() if expression}
+    shared = dict(params)
+    for code, expression in scoped.items():
+        match = _RESOLVED_TO.match(expression or "")
+        if match and (source := by_expression.get(match[1])) is not None:
+            shared[code] = dataclasses.replace(params[code], rows_of=(source, match[2]))
+    return shared
 
 
 # -- custom SearchParameter resources ------------------------------------------------------
@@ -389,21 +418,41 @@ def params_for(resource_type: str) -> dict[str, SearchParam]:
 
 
 def compartment_reference_params() -> dict[str, tuple[str, ...]]:
-    """Type -> its indexed reference parameters that put it in a Patient's compartment
-    (what the access rules follow from a row to its patient)."""
+    """Type (other than Patient) -> ``patient_link_params``: what the access rules follow
+    from a row to its patient."""
     found: dict[str, tuple[str, ...]] = {}
-    for resource_type, codes in patient_compartment().items():
-        params = params_for(resource_type)
-        kept = tuple(
-            code
-            for code in codes
-            if (param := params.get(code)) is not None
-            and param.type == "reference"
-            and param.indexed
-        )
+    for resource_type in patient_compartment():
+        kept = patient_link_params(resource_type)
         if kept and resource_type != "Patient":
             found[resource_type] = kept
     return found
+
+
+@definitions_cache
+def patient_link_params(resource_type: str) -> tuple[str, ...]:
+    """The ``param`` of the ``sp_reference`` rows that, pointing at a Patient, put a
+    resource of ``resource_type`` in that Patient's compartment (its indexed reference
+    parameters named by the compartment, as stored: ``patient`` is read from ``subject``)."""
+    stored: dict[str, None] = {}
+    params = params_for(resource_type)
+    for code in patient_compartment().get(resource_type, ()):
+        param = params.get(code)
+        if param is None or param.type != "reference" or not param.indexed:
+            continue
+        rows_param, target_type = reference_rows(resource_type, code)
+        if target_type in (None, "Patient"):
+            stored[rows_param] = None
+    return tuple(stored)
+
+
+def reference_rows(resource_type: str, code: str) -> tuple[str, str | None]:
+    """Where the rows of a reference parameter are: the ``param`` they carry in
+    ``sp_reference`` and the target type they must have (None: any). Every search of
+    reference rows goes through here (``SearchParam.rows_of``)."""
+    param = params_for(resource_type).get(code)
+    if param is not None and param.rows_of is not None:
+        return param.rows_of
+    return code, None
 
 
 def search_param(resource_type: str, code: str) -> SearchParam | None:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from maillage.errors import Forbidden, InvalidRequest, NotFound
-from maillage.fhir.definitions import params_for, patient_compartment, resource_types
+from maillage.fhir.definitions import patient_compartment, patient_link_params, resource_types
 from maillage.fhir.repository import FhirStore
 from maillage.jobs import Job, JobControl, JobService, JobStatus
 from maillage.security import Action, RequestContext
@@ -36,18 +36,6 @@ _PROGRESS_EVERY = 10_000
 
 def _patient_types() -> list[str]:
     return sorted(({"Patient"} | set(patient_compartment())) & resource_types())
-
-
-def _compartment_params(resource_type: str) -> list[str]:
-    """The indexed reference parameters that put a ``resource_type`` in a Patient's
-    compartment."""
-    return [
-        code
-        for code in patient_compartment().get(resource_type, ())
-        if (param := params_for(resource_type).get(code)) is not None
-        and param.type == "reference"
-        and param.indexed
-    ]
 
 
 def _member_id(reference: Any) -> str | None:
@@ -234,7 +222,7 @@ class ExportService:
             if patients is not None:
                 where.append(sql.SQL("r.id = ANY({})").format(sql.Literal(patients)))
         elif level != "system":
-            codes = _compartment_params(resource_type)
+            codes = list(patient_link_params(resource_type))
             if not codes:
                 return None
             member = (

@@ -39,10 +39,11 @@ COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 @definitions_cache
 def _plan(resource_type: str) -> _Plan:
+    # A parameter with ``rows_of`` is read from another's rows: it has none of its own.
     return tuple(
         (param, param.compiled.first_fields)
         for param in params_for(resource_type).values()
-        if param.compiled is not None and param.code not in COLUMN_PARAMS
+        if param.compiled is not None and param.code not in COLUMN_PARAMS and param.rows_of is None
     )
 
 

@@ -148,12 +148,21 @@ def references_of(node: Pair) -> Iterator[tuple[str | None, str | None, str | No
     if not isinstance(value, dict):
         return
     reference = value.get("reference")
+    target_type = value.get("type")
     if isinstance(reference, str):
-        yield split_reference(reference)
+        row = split_reference(reference)
+        target_type = row[0]
+        yield row
     identifier = value.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value"):
-        # kept for :identifier searches: system|value in target_url
-        yield None, None, f"{identifier.get('system', '')}|{identifier['value']}"
+        # Kept for :identifier searches: system|value in target_url, with the type the
+        # reference names (what ``resolve() is`` tests: ``patient:identifier`` reads the
+        # ``subject`` rows to a Patient, definitions.reference_rows).
+        yield (
+            target_type if isinstance(target_type, str) else None,
+            None,
+            f"{identifier.get('system', '')}|{identifier['value']}",
+        )
 
 
 def split_reference(reference: str) -> tuple[str | None, str | None, str | None]:

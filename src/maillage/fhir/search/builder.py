@@ -19,7 +19,7 @@ from itertools import count
 from psycopg import sql
 
 from maillage.errors import InvalidRequest
-from maillage.fhir.definitions import SearchParam, resource_types, search_param
+from maillage.fhir.definitions import SearchParam, reference_rows, resource_types, search_param
 from maillage.fhir.search import conditions as c
 from maillage.fhir.search.composite import (
     composite_condition,
@@ -134,6 +134,9 @@ class ConditionBuilder:
             )
         if not branches:
             return None
+        # The join on target_type keeps the branches' types: a parameter read from
+        # another's rows (reference_rows) needs no more.
+        rows_param, _ = reference_rows(resource_type, code)
         return sql.SQL(
             "{alias}.rid IN (SELECT {ref}.rid FROM sp_reference {ref} JOIN resource {t}"
             " ON {t}.resource_type = {ref}.target_type AND {t}.id = {ref}.target_id"
@@ -144,7 +147,7 @@ class ConditionBuilder:
             ref=sql.Identifier(ref),
             t=sql.Identifier(target),
             rtype=sql.Literal(resource_type),
-            code=sql.Literal(code),
+            code=sql.Literal(rows_param),
             visible=self.visible(target),
             branches=any_of(branches),
         )
@@ -168,6 +171,9 @@ class ConditionBuilder:
         if inner is None:
             return None
         self.authorize(source_type)
+        rows_param, rows_target = reference_rows(source_type, ref_code)
+        if rows_target is not None and rows_target != resource_type:
+            return sql.SQL("FALSE")  # e.g. _has:Observation:patient:... on a Group
         return sql.SQL(
             "{alias}.id IN (SELECT {ref}.target_id FROM sp_reference {ref} JOIN resource {s}"
             " ON {s}.rid = {ref}.rid WHERE {ref}.resource_type = {stype} AND {ref}.param = {code}"
@@ -178,7 +184,7 @@ class ConditionBuilder:
             ref=sql.Identifier(ref),
             s=sql.Identifier(source),
             stype=sql.Literal(source_type),
-            code=sql.Literal(ref_code),
+            code=sql.Literal(rows_param),
             rtype=sql.Literal(resource_type),
             visible=self.visible(source),
             inner=inner,

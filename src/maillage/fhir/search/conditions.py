@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from psycopg import sql
 
 from maillage.errors import InvalidRequest
+from maillage.fhir.definitions import reference_rows
 from maillage.fhir.indexing.normalize import date_range, normalize_string, token_hash
 from maillage.fhir.indexing.values import split_reference
 from maillage.fhir.validation_schema import primitives
@@ -70,8 +71,14 @@ def in_index(
     """``alias`` has an index row of ``param`` in ``table`` meeting ``where`` (over ``x``).
 
     ``resource_type`` None: rows of any type (whole-system search on common parameters).
+    A reference parameter read from another's rows (``patient`` from ``subject``) is
+    looked up there, with the target type it stands for.
     """
     type_filter: sql.Composable = sql.SQL("")
+    if table == "sp_reference" and resource_type is not None:
+        param, target_type = reference_rows(resource_type, param)
+        if target_type is not None:
+            where = sql.SQL("x.target_type = {} AND ({})").format(sql.Literal(target_type), where)
     if resource_type is not None:
         type_filter = sql.SQL("x.resource_type = {} AND ").format(sql.Literal(resource_type))
         if table in KEYED_TABLES:

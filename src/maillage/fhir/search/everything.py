@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from maillage.errors import Forbidden, NotFound
-from maillage.fhir.definitions import params_for, patient_compartment, resource_types
+from maillage.fhir.definitions import patient_compartment, patient_link_params, resource_types
 from maillage.fhir.model import SearchPage, StoredResource
 from maillage.fhir.search import includes
 from maillage.fhir.search.builder import Authorize, Visible
@@ -34,14 +34,12 @@ REFERENCED = ("Practitioner", "Organization", "Location", "Medication")
 
 
 def _compartment_links(types: list[str]) -> tuple[list[str], list[str]]:
-    """(type, parameter) pairs that put a resource of ``types`` in a Patient compartment."""
+    """(type, ``sp_reference`` param) pairs that put a resource of ``types`` in a Patient
+    compartment."""
     pairs = [
         (resource_type, code)
         for resource_type in types
-        for code in patient_compartment().get(resource_type, ())
-        if (param := params_for(resource_type).get(code)) is not None
-        and param.type == "reference"
-        and param.indexed
+        for code in patient_link_params(resource_type)
     ]
     return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
 

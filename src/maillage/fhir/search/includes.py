@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import sql
 
 from maillage.errors import Forbidden
+from maillage.fhir.definitions import reference_rows
 from maillage.fhir.model import StoredResource
 from maillage.fhir.search.builder import Authorize, Visible
 from maillage.fhir.search.query import Include
@@ -27,14 +28,28 @@ Fetch = Callable[[sql.Composed], Awaitable[list[tuple[Any, ...]]]]
 Row = tuple[Any, ...]
 
 
-def _forward(include: Include, rids: list[int], visible: Visible) -> sql.Composed:
-    where = [sql.SQL("ref.rid = ANY({})").format(sql.Literal(rids))]
+def _include_rows(include: Include) -> list[sql.Composable]:
+    """The ``sp_reference`` rows (``ref``) an include follows: of its source type,
+    parameter (as stored: ``patient`` is read from ``subject``, definitions.reference_rows)
+    and target type."""
+    where: list[sql.Composable] = []
     if include.source is not None:
         where.append(sql.SQL("ref.resource_type = {}").format(sql.Literal(include.source)))
+    target_types = [include.target] if include.target is not None else []
     if include.param is not None:
-        where.append(sql.SQL("ref.param = {}").format(sql.Literal(include.param)))
-    if include.target is not None:
-        where.append(sql.SQL("ref.target_type = {}").format(sql.Literal(include.target)))
+        param = include.param
+        if include.source is not None:
+            param, rows_target = reference_rows(include.source, param)
+            if rows_target is not None:
+                target_types.append(rows_target)
+        where.append(sql.SQL("ref.param = {}").format(sql.Literal(param)))
+    for target_type in target_types:
+        where.append(sql.SQL("ref.target_type = {}").format(sql.Literal(target_type)))
+    return where
+
+
+def _forward(include: Include, rids: list[int], visible: Visible) -> sql.Composed:
+    where = [sql.SQL("ref.rid = ANY({})").format(sql.Literal(rids)), *_include_rows(include)]
     return sql.SQL(
         "SELECT {cols} FROM resource r WHERE NOT r.deleted AND {visible}"
         " AND (r.resource_type, r.id) IN (SELECT ref.target_type, ref.target_id"
@@ -51,13 +66,7 @@ def _forward(include: Include, rids: list[int], visible: Visible) -> sql.Compose
 def _reverse(include: Include, rows: list[Row], visible: Visible) -> sql.Composed:
     types = [row[0] for row in rows]
     ids = [row[1] for row in rows]
-    where = []
-    if include.source is not None:
-        where.append(sql.SQL("ref.resource_type = {}").format(sql.Literal(include.source)))
-    if include.param is not None:
-        where.append(sql.SQL("ref.param = {}").format(sql.Literal(include.param)))
-    if include.target is not None:
-        where.append(sql.SQL("ref.target_type = {}").format(sql.Literal(include.target)))
+    where = _include_rows(include)
     source = (
         sql.SQL("r.resource_type = {} AND ").format(sql.Literal(include.source))
         if include.source is not None
