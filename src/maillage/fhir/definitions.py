@@ -166,7 +166,8 @@ def official_params() -> dict[str, dict[str, SearchParam]]:
     return {name: _share_rows(name, params) for name, params in by_type.items()}
 
 
-_RESOLVED_TO = re.compile(r"^(.+)\.where\(resolve\(\) is ([A-Z][A-Za-z]+)\)$")
+# A plain path (no union, no function) restricted to one target type.
+_RESOLVED_TO = re.compile(r"^([A-Za-z][A-Za-z0-9_.]*)\.where\(resolve\(\) is ([A-Z][A-Za-z]+)\)$")
 
 
 def _share_rows(resource_type: str, params: dict[str, SearchParam]) -> dict[str, SearchParam]:
