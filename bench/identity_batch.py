@@ -24,7 +24,7 @@ from bench.http_common import BenchError, fail, fresh_database, postgres_server,
 from bench.identity_territory_data import generate
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
-from maillage.identity.compare import blocking_keys
+from maillage.identity.blocking import blocking_keys
 from maillage.identity.model import default_model
 from maillage.identity.normalize import prepare
 from maillage.identity.patient_traits import patient_traits

@@ -9,7 +9,7 @@ identities, each record of the first having one corrupted duplicate in the secon
 without it):
 
 1. train the model with Splink on the two files (u by random sampling, m by EM);
-2. block (``identity.compare.candidate_pairs``) and score every candidate pair with the
+2. block (``identity.blocking.candidate_pairs``) and score every candidate pair with the
    in-process scorer; the pairs at or above the auto-link threshold are the links;
 3. pairwise precision / recall / F1 against the truth (a true pair that blocking missed
    counts as a miss);
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.http_common import machine_description, verdict, write_results
-from maillage.identity.compare import candidate_pairs
+from maillage.identity.blocking import candidate_pairs
 from maillage.identity.normalize import prepare
 from maillage.identity.scoring import LINK, NONE, Scorer
 from maillage.identity.training import train

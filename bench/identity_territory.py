@@ -8,7 +8,7 @@ FHIR Patients (FR Core shape) typed the ways desks type them, ~40 % qualified wi
 INS, twins and homonyms included. Per run:
 
 1. read each Patient into traits (``identity.patient_traits``) and prepare them;
-2. block (``compare.candidate_pairs``, the default rules) and score every candidate pair
+2. block (``blocking.candidate_pairs``, the default rules) and score every candidate pair
    (``scoring.Scorer``: the default hand-set model, and with ``--train`` also a model
    trained by ``training.train`` on the set itself, without its truth);
 3. auto links (decision ``link``) clustered by union-find; the review queue is every
@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.http_common import machine_description, verdict, write_results
 from bench.identity_territory_data import DEFAULT_PERSONS, DEFAULT_SEED, TerritorySet, generate
-from maillage.identity.compare import candidate_pairs
+from maillage.identity.blocking import candidate_pairs
 from maillage.identity.evaluation import clusters, pairwise_scores
 from maillage.identity.model import Model, default_model
 from maillage.identity.normalize import prepare

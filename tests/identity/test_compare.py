@@ -9,7 +9,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from maillage.identity.compare import CATALOG, blocking_keys, candidate_pairs
+from maillage.identity.blocking import blocking_keys, candidate_pairs
+from maillage.identity.compare import CATALOG
 from maillage.identity.normalize import COLUMNS, LIST_COLUMNS, prepare
 from tests.identity.synthetic import population, variant
 
@@ -108,10 +109,25 @@ def test_married_name_and_swapped_names_meet_in_blocking() -> None:
     ]
     right = [
         prepare({"birth_name": "Dubois", "first_name": "Anne", "birth_date": "1980-02-01"}),
-        prepare({"birth_name": "Anne", "first_name": "Martin"}),
+        prepare({"birth_name": "Anne", "first_name": "Martin", "birth_date": "1980-01-02"}),
         prepare({"birth_name": "Zola", "first_name": "Émile", "birth_date": "1840-04-02"}),
     ]
     assert candidate_pairs(left, right) == {(0, 0), (0, 1)}
+
+
+def test_one_error_in_the_birth_date_still_meets() -> None:
+    """A wrong year, month or day (with the names right), or the names typed otherwise
+    (with the date right): the same person is still compared. Both at once are not."""
+    filed = [prepare({"birth_name": "Lefèvre", "first_name": "Hélène", "birth_date": "1962-07-23"})]
+    typed = [
+        prepare({"birth_name": "Lefevre", "first_name": "Helene", "birth_date": "1926-07-23"}),
+        prepare({"birth_name": "LEFEVRE", "first_name": "Hélène", "birth_date": "1962-01-23"}),
+        prepare({"birth_name": "Lefèvre", "first_name": "Hélène", "birth_date": "1962-07-28"}),
+        prepare({"birth_name": "Lfèvre", "first_name": "Élène", "birth_date": "1962-07-23"}),
+        prepare({"birth_name": "Lfèvre", "first_name": "Hélène", "birth_date": "1962-07-28"}),
+        prepare({"birth_name": "Lefèvre", "first_name": "Paul", "birth_date": "1963-02-11"}),
+    ]
+    assert candidate_pairs(filed, typed) == {(0, 0), (0, 1), (0, 2), (0, 3)}
 
 
 def test_dedupe_pairs_are_ordered_and_unique() -> None:
@@ -134,4 +150,10 @@ def test_keys_carry_their_rule() -> None:
             {"birth_name": "Dupont", "first_name": "Marc", "birth_date": "1975-06-07", "ins": "X"}
         )
     )
-    assert "birth_date:19750607" in keys and "ins:X" in keys and "name_year:dupo|1975" in keys
+    assert set(keys) == {
+        "birth_date_any_order:19750607",
+        "first_last_date:dup|mar|0607",
+        "name_year_month:dupo|197506",
+        "name_year_day:dupo|197507",
+        "ins:X",
+    }

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from maillage.identity.compare import candidate_pairs
+from maillage.identity.blocking import candidate_pairs
 from maillage.identity.model import Model
 from maillage.identity.normalize import prepare
 from maillage.identity.scoring import LINK, NONE, Scorer

@@ -114,13 +114,14 @@ def test_grades_follow_the_score_probable_above_possible(http: httpx.Client) -> 
     )
     assert [g[:2] for g in _graded(_match(http, arriving))] == [(territorial_of(moved), "probable")]
 
-    # another birth date and birthplace: a weak pair to review → possible, ranked last
+    # another birth day (one error in the date: blocking still meets it) and birthplace:
+    # a weak pair to review → possible, ranked last
     weak = source_identity(
         site=1,
         birth_name="Lefèvre",
         given=("Hélène", "Marie"),
         birthplace="99102",
-        birth_date="1980-05-07",
+        birth_date="1980-02-07",
     )
     graded = _graded(_match(http, weak))
     assert [g[:2] for g in graded] == [(territorial_of(moved), "possible")]

@@ -18,6 +18,7 @@ from maillage.cli.gateway import gateway
 from maillage.cli.hl7 import hl7_app
 from maillage.cli.identity import identity_app
 from maillage.errors import ConfigurationError, MaillageError
+from maillage.mpi.rekey import ensure_blocking_keys
 from maillage.settings import Settings, load_settings
 from maillage.storage import DatabaseLocation, prepare_database
 
@@ -48,11 +49,13 @@ def _configure_logging(level: str) -> None:
 
 @contextmanager
 def running_database(settings: Settings) -> Iterator[str]:
-    """Start the embedded PostgreSQL if needed, bring the schema up to date, yield its URL."""
+    """Start the embedded PostgreSQL if needed, bring the schema (and the patient index's
+    blocking keys) up to date, yield its URL."""
     location = DatabaseLocation(settings.database_url, settings.data_dir)
     try:
         conninfo = location.start()
         prepare_database(conninfo)
+        ensure_blocking_keys(conninfo)
         yield conninfo
     finally:
         location.stop()

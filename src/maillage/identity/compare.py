@@ -9,8 +9,7 @@ tests check they do on generated pairs, Jaro-Winkler thresholds included.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -334,114 +333,6 @@ DEFAULT_COMPARISONS: Final = (
     "address_line",
     "phone",
 )
-
-
-# -- blocking --------------------------------------------------------------------------
-
-
-def _year(record: Record) -> str:
-    date: str = record["birth_date"]
-    return date[:4] if date else ""
-
-
-def _key_birth_date(record: Record) -> list[str]:
-    return [record["birth_date"]] if record["birth_date"] else []
-
-
-def _key_name_year(record: Record) -> list[str]:
-    """Birth name and used name prefixes with the birth year: a married-name record meets
-    its birth-name record here."""
-    year = _year(record)
-    if not year:
-        return []
-    return [f"{name[:4]}|{year}" for name in {record["birth_name"], record["used_name"]} if name]
-
-
-def _key_first_last(record: Record) -> list[str]:
-    """First name and name prefixes, in either order: a name typed in the first-name box
-    and the other way round still meet."""
-    first = record["first_name"]
-    if not first:
-        return []
-    keys = []
-    for name in {record["birth_name"], record["used_name"]}:
-        if name:
-            a, b = sorted((first[:3], name[:3]))
-            keys.append(f"{a}|{b}")
-    return keys
-
-
-def _key_ins(record: Record) -> list[str]:
-    return [record["ins"]] if record["ins"] else []
-
-
-def _key_postcode_first(record: Record) -> list[str]:
-    if not record["postcode"] or not record["first_name"]:
-        return []
-    return [f"{record['postcode']}|{record['first_name'][:2]}"]
-
-
-def _key_postcode_name(record: Record) -> list[str]:
-    if not record["postcode"] or not record["birth_name"]:
-        return []
-    return [f"{record['postcode']}|{record['birth_name'][:2]}"]
-
-
-def _key_address(record: Record) -> list[str]:
-    if not record["address_line"] or not record["house_number"]:
-        return []
-    return [f"{record['house_number']}|{record['address_line'][:4]}"]
-
-
-BLOCKING_RULES: Final[dict[str, Callable[[Record], list[str]]]] = {
-    "birth_date": _key_birth_date,
-    "name_year": _key_name_year,
-    "first_last": _key_first_last,
-    "ins": _key_ins,
-    "postcode_first": _key_postcode_first,
-    "postcode_name": _key_postcode_name,
-    "address": _key_address,
-}
-DEFAULT_BLOCKING: Final = ("birth_date", "name_year", "first_last", "ins")
-
-
-def blocking_keys(record: Record, rules: Sequence[str] = DEFAULT_BLOCKING) -> list[str]:
-    """The keys a record is filed under, prefixed by their rule (two records are
-    candidates when they share one key)."""
-    keys: list[str] = []
-    for rule in rules:
-        keys.extend(f"{rule}:{key}" for key in BLOCKING_RULES[rule](record))
-    return keys
-
-
-def candidate_pairs(
-    left: Sequence[Record],
-    right: Sequence[Record] | None = None,
-    rules: Sequence[str] = DEFAULT_BLOCKING,
-    max_block: int = 5000,
-) -> set[tuple[int, int]]:
-    """Candidate pairs by position: ``(i, j)`` with i in ``left`` and j in ``right``
-    (a link), or i < j both in ``left`` when ``right`` is None (a dedupe). A key shared
-    by more than ``max_block`` records (a placeholder date, say) is skipped: it would
-    pair everyone with everyone and tells nothing."""
-    index: dict[str, list[int]] = defaultdict(list)
-    for position, record in enumerate(left):
-        for key in blocking_keys(record, rules):
-            index[key].append(position)
-    pairs: set[tuple[int, int]] = set()
-    if right is None:
-        for members in index.values():
-            if 1 < len(members) <= max_block:
-                pairs.update(
-                    (a, b) for n, a in enumerate(members) for b in members[n + 1 :] if a != b
-                )
-        return pairs
-    for position, record in enumerate(right):
-        for key in blocking_keys(record, rules):
-            block = index.get(key)
-            if block and len(block) <= max_block:
-                pairs.update((i, position) for i in block)
-    return pairs
 
 
 def levels_for(

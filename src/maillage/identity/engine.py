@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from maillage.identity.compare import DEFAULT_BLOCKING, blocking_keys
+from maillage.identity.blocking import DEFAULT_BLOCKING, blocking_keys
 from maillage.identity.model import Model
 from maillage.identity.normalize import prepare
 from maillage.identity.scoring import NONE, PairScore, Scorer

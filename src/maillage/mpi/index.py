@@ -30,8 +30,8 @@ import psycopg
 
 from maillage.errors import IdentityRejected, Issue
 from maillage.fhir.repository import Repository
+from maillage.identity.blocking import blocking_keys
 from maillage.identity.checks import is_ipp, reliability_status
-from maillage.identity.compare import blocking_keys
 from maillage.identity.golden import (
     build_golden,
     is_territorial,

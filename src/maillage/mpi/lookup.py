@@ -38,7 +38,7 @@ from maillage.errors import Conflict, Forbidden, Gone, InvalidRequest, Issue, No
 from maillage.fhir.business_rules import configuration
 from maillage.fhir.model import StoredResource
 from maillage.fhir.repository import FhirStore, Repository
-from maillage.identity.compare import blocking_keys
+from maillage.identity.blocking import blocking_keys
 from maillage.identity.golden import TERRITORIAL_SYSTEM
 from maillage.identity.ins import INS_SYSTEMS
 from maillage.identity.normalize import prepare
