@@ -5,17 +5,21 @@
 
 1. A French territorial set (``bench/identity_territory_data.py``) is generated; a random
    sample of ``--registrations`` records is put aside, the rest is the base.
-2. The base is bulk-loaded as Patients (without search index rows: the matching reads the
-   patient index, not the search index) and filed in the patient index by COPY, each
-   record its own territorial identity (the match cost depends on the candidates a key
-   brings, not on how the base is clustered).
+2. The base is bulk-loaded as Patients with their golden records (without search index
+   rows: the matching reads the patient index, not the search index) and filed in the
+   patient index by COPY, each record its own territorial identity (the match cost
+   depends on the candidates a key brings, not on how the base is clustered); a
+   registration that links to a base identity updates its golden record, as in a
+   running territory.
 3. **Match**: in-process, the online path's matching step for each put-aside record —
    prepare, blocking keys, candidate query, scoring, placement — timed per record; the
    floor is the same candidate query alone through the same driver.
 4. **Registrations**: the put-aside records POSTed to a running hub (``--workers`` HTTP
-   processes, ``--concurrency`` clients): with the index (match, link, golden record and
-   the source's link, all in the request) and, as the floor, the same POSTs to a hub with
-   the index off, on the same base.
+   processes, ``--concurrency`` connections of the lean client ``bench/raw_http.py``, bodies
+   encoded beforehand): with the index (match, link, golden record and the source's
+   link, all in the request) and, as the floor, the same POSTs to a hub with the index
+   off, on the same base. The CPU each registration cost the hub, PostgreSQL and the
+   client is reported beside.
 
 Targets: ≥ 200 registrations/s sustained, match p95 < 20 ms.
 """
@@ -24,16 +28,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import json
 import os
+import pickle
 import random
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import httpx
+import orjson
+import psutil
 import psycopg
 
 from bench.http_common import (
@@ -48,8 +56,10 @@ from bench.http_common import (
     verdict,
     write_results,
 )
-from bench.identity_territory_data import generate
+from bench.identity_territory_data import TerritorySet, generate
+from bench.raw_http import RawConnection
 from maillage.identity.blocking import DEFAULT_BLOCKING, blocking_keys
+from maillage.identity.golden import build_golden
 from maillage.identity.linking import Scored, place
 from maillage.identity.model import default_model
 from maillage.identity.normalize import prepare
@@ -72,12 +82,12 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def _index_row(item: tuple[str, dict[str, Any]]) -> str:
-    """One COPY line of mpi_source for a base Patient."""
+def index_row(item: tuple[str, dict[str, Any]], rules: Sequence[str] = DEFAULT_BLOCKING) -> str:
+    """One COPY line of mpi_source for a base Patient, keyed by ``rules``."""
     patient_id, patient = item
     traits = patient_traits(patient)
     prepared = prepare(traits)
-    keys = blocking_keys(prepared)
+    keys = blocking_keys(prepared, rules)
     ipp = patient["identifier"][0]
     fields: list[str | None] = [
         patient_id,
@@ -99,15 +109,40 @@ def _copy_text(field: str | None) -> str:
     return field.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
+def _golden(patient: dict[str, Any]) -> dict[str, Any]:
+    """The golden record of a base identity (its own territorial identity ``t-<id>``), as
+    the index would have written it: a registration that links to it updates it."""
+    stored = {**patient, "meta": {"lastUpdated": "2026-01-01T00:00:00Z"}}
+    return build_golden(f"t-{patient['id']}", [stored]).body
+
+
 def load_base(conninfo: str, base: list[dict[str, Any]]) -> dict[str, float]:
     started = time.perf_counter()
-    report = BulkLoader(conninfo, index=False).load_resources(base)
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        goldens = list(pool.map(_golden, base, chunksize=2000))
+    report = BulkLoader(conninfo, index=False).load_resources([*base, *goldens])
     loaded_s = time.perf_counter() - started
     if report.rejected:
         raise BenchError(f"{len(report.rejected)} base Patients rejected: {report.rejected[:3]}")
+    timings = file_sources(conninfo, base, DEFAULT_BLOCKING)
+    vacuum_analyze(conninfo)
+    return {"bulk_load_s": loaded_s, **timings}
+
+
+def file_sources(
+    conninfo: str, base: list[dict[str, Any]], rules: Sequence[str]
+) -> dict[str, float]:
+    """File every base identity in the patient index by COPY, as its own territorial
+    identity, with keys made by ``rules`` (recorded as the index's rules)."""
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        lines = list(pool.map(_index_row, ((p["id"], p) for p in base), chunksize=2000))
+        lines = list(
+            pool.map(
+                functools.partial(index_row, rules=tuple(rules)),
+                ((p["id"], p) for p in base),
+                chunksize=2000,
+            )
+        )
     prepared_s = time.perf_counter() - started
     started = time.perf_counter()
     with psycopg.connect(conninfo) as conn:
@@ -125,10 +160,8 @@ def load_base(conninfo: str, base: list[dict[str, Any]]) -> dict[str, float]:
         conn.execute(
             "INSERT INTO mpi_territorial (territorial_id) SELECT territorial_id FROM mpi_source"
         )
-        record_rules(conn, DEFAULT_BLOCKING)  # the keys above: no rekey at the hub's start
-    copied_s = time.perf_counter() - started
-    vacuum_analyze(conninfo)
-    return {"bulk_load_s": loaded_s, "prepare_s": prepared_s, "copy_s": copied_s}
+        record_rules(conn, rules)  # the keys above: no rekey at the hub's start
+    return {"prepare_s": prepared_s, "copy_s": time.perf_counter() - started}
 
 
 async def time_matches(conninfo: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -178,22 +211,25 @@ async def time_matches(conninfo: str, records: list[dict[str, Any]]) -> dict[str
 async def post_all(
     base_url: str, records: list[dict[str, Any]], concurrency: int
 ) -> dict[str, Any]:
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    """POST every record, ``concurrency`` connections at a time; the bodies are encoded
+    before the clock starts and sent by the lean client (``bench/raw_http.py``)."""
+    probe = RawConnection(f"{base_url}/fhir")
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
     for record in records:
-        queue.put_nowait(record)
+        body = orjson.dumps({key: value for key, value in record.items() if key != "id"})
+        queue.put_nowait(probe.post_bytes("/Patient", body, "application/fhir+json"))
     latencies: list[float] = []
     errors: list[str] = []
 
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=f"{base_url}/fhir", timeout=60) as http:
+        async with RawConnection(f"{base_url}/fhir") as connection:
             while not queue.empty():
-                record = queue.get_nowait()
-                body = {key: value for key, value in record.items() if key != "id"}
+                request = queue.get_nowait()
                 started = time.perf_counter()
-                response = await http.post("/Patient", json=body)
+                status, answer = await connection.send(request)
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 201:
-                    errors.append(f"{response.status_code} {response.text[:200]}")
+                if status != 201:
+                    errors.append(f"{status} {answer[:200]!r}")
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -210,15 +246,68 @@ async def post_all(
     }
 
 
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _hub_processes(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _postgres_cpu_s() -> dict[int, float]:
+    """CPU seconds of each of the server's processes (the hub's pooled backends live as
+    long as the hub; one opened during the run counts from zero)."""
+    found = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "") == "postgres"]
+    return {process.pid: _cpu_s([process]) for process in found}
+
+
 def registrations(
     conninfo: str, records: list[dict[str, Any]], *, workers: int, concurrency: int, index: bool
 ) -> dict[str, Any]:
+    """POST the records; also the CPU each registration cost the hub, PostgreSQL and
+    this client (CPU time over the run / registrations): where the time goes."""
     os.environ["MAILLAGE_IDENTITY_INDEX_ENABLED"] = "true" if index else "false"
     try:
         with running_hub(conninfo, workers, log_dir=OUT_DIR / "logs") as hub:
-            return asyncio.run(post_all(hub.base_url, records, concurrency))
+            hub_processes = _hub_processes(hub.pid)
+            hub_before, pg_before, client_before = (
+                _cpu_s(hub_processes),
+                _postgres_cpu_s(),
+                time.process_time(),
+            )
+            result = asyncio.run(post_all(hub.base_url, records, concurrency))
+            hub_s = _cpu_s(hub_processes) - hub_before
+            pg_s = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in _postgres_cpu_s().items())
+            client_s = time.process_time() - client_before
     finally:
         os.environ.pop("MAILLAGE_IDENTITY_INDEX_ENABLED", None)
+    count = max(1, result["registrations"])
+    for name, seconds in (("hub", hub_s), ("postgres", pg_s), ("client", client_s)):
+        result[f"{name}_cpu_ms"] = seconds * 1000 / count
+    return result
+
+
+def generated_set(persons: int, seed: int) -> TerritorySet:
+    """The generated set, kept in bench/out between runs (generating a million
+    registrations takes minutes; the set depends only on its size and seed)."""
+    cached = OUT_DIR / f"identity-set-{persons}-{seed}.pickle"
+    if cached.exists():
+        with cached.open("rb") as file:
+            found: TerritorySet = pickle.load(file)
+        return found
+    data = generate(persons, seed=seed)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    with cached.open("wb") as file:
+        pickle.dump(data, file, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     total = args.base + args.registrations
     print(f"generating ~{total:,} registrations ...", flush=True)
     started = time.perf_counter()
-    data = generate(max(10, round(total * PERSONS_PER_RECORD)), seed=args.seed)
+    data = generated_set(max(10, round(total * PERSONS_PER_RECORD)), args.seed)
     generated_s = time.perf_counter() - started
     patients = data.patients
     for number, patient in enumerate(patients):
@@ -271,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Base: {len(base):,} identities; {len(new):,} records put aside "
         f"(generated in {generated_s:.0f} s; base bulk-loaded in {setup['bulk_load_s']:.0f} s,"
-        f" prepared in {setup['prepare_s']:.0f} s, filed by COPY in {setup['copy_s']:.0f} s).",
+        f" with its golden records; prepared in {setup['prepare_s']:.0f} s, filed by COPY in"
+        f" {setup['copy_s']:.0f} s).",
         "",
         "| figure | value | floor (same run) | target | verdict |",
         "|---|---|---|---|---|",
@@ -282,6 +372,17 @@ def main(argv: list[str] | None = None) -> int:
         f"| registrations/s (POST Patient, index on) | {online['rate']:.0f}/s (p95 "
         f"{online['p95_ms']:.1f} ms, errors {online['errors']}) | index off: {floor['rate']:.0f}/s "
         f"(p95 {floor['p95_ms']:.1f} ms) | ≥ 200/s | {verdict(rate_ok)} |",
+        "",
+        "CPU per registration (CPU time over the run / registrations; 2 cores shared by"
+        " the hub, PostgreSQL and the client):",
+        "",
+        "| hub | ms hub | ms PostgreSQL | ms client |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| index {label} | {run['hub_cpu_ms']:.2f} | {run['postgres_cpu_ms']:.2f} |"
+            f" {run['client_cpu_ms']:.2f} |"
+            for label, run in (("off", floor), ("on", online))
+        ),
         "",
         f"Candidates per record: mean {match['candidates_mean']:.1f}, max "
         f"{match['candidates_max']}; share of put-aside records placed in an existing "

@@ -116,18 +116,24 @@ def test_married_name_and_swapped_names_meet_in_blocking() -> None:
 
 
 def test_one_error_in_the_birth_date_still_meets() -> None:
-    """A wrong year, month or day (with the names right), or the names typed otherwise
-    (with the date right): the same person is still compared. Both at once are not."""
-    filed = [prepare({"birth_name": "Lefèvre", "first_name": "Hélène", "birth_date": "1962-07-23"})]
+    """A wrong year, month or day (with the names right), a wrong sex, or the names typed
+    otherwise (with the date right): the same person is still compared. Two at once are
+    not."""
+    helene = {"birth_name": "Lefèvre", "first_name": "Hélène", "sex": "F"}
+    filed = [prepare({**helene, "birth_date": "1962-07-23"})]
     typed = [
-        prepare({"birth_name": "Lefevre", "first_name": "Helene", "birth_date": "1926-07-23"}),
-        prepare({"birth_name": "LEFEVRE", "first_name": "Hélène", "birth_date": "1962-01-23"}),
-        prepare({"birth_name": "Lefèvre", "first_name": "Hélène", "birth_date": "1962-07-28"}),
-        prepare({"birth_name": "Lfèvre", "first_name": "Élène", "birth_date": "1962-07-23"}),
-        prepare({"birth_name": "Lfèvre", "first_name": "Hélène", "birth_date": "1962-07-28"}),
-        prepare({"birth_name": "Lefèvre", "first_name": "Paul", "birth_date": "1963-02-11"}),
+        prepare({**helene, "birth_name": "Lefevre", "birth_date": "1926-07-23"}),
+        prepare({**helene, "birth_name": "LEFEVRE", "birth_date": "1962-01-23"}),
+        prepare({**helene, "birth_date": "1962-07-28"}),
+        prepare(
+            {**helene, "birth_name": "Lfèvre", "first_name": "Élène", "birth_date": "1962-07-23"}
+        ),
+        prepare({**helene, "sex": "M", "birth_date": "1962-07-23"}),
+        prepare({**helene, "birth_name": "Lfèvre", "birth_date": "1962-07-28"}),
+        prepare({**helene, "birth_name": "Lfèvre", "sex": "M", "birth_date": "1962-07-23"}),
+        prepare({**helene, "first_name": "Paul", "birth_date": "1963-02-11"}),
     ]
-    assert candidate_pairs(filed, typed) == {(0, 0), (0, 1), (0, 2), (0, 3)}
+    assert candidate_pairs(filed, typed) == {(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)}
 
 
 def test_dedupe_pairs_are_ordered_and_unique() -> None:
@@ -145,15 +151,15 @@ def test_a_huge_block_is_skipped() -> None:
 
 
 def test_keys_carry_their_rule() -> None:
-    keys = blocking_keys(
-        prepare(
-            {"birth_name": "Dupont", "first_name": "Marc", "birth_date": "1975-06-07", "ins": "X"}
-        )
-    )
+    marc = {"birth_name": "Dupont", "first_name": "Marc", "birth_date": "1975-06-07", "ins": "X"}
+    keys = blocking_keys(prepare({**marc, "sex": "male"}))
     assert set(keys) == {
-        "birth_date_any_order:19750607",
+        "birth_date_sex:19750607|M",
         "first_last_date:dup|mar|0607",
         "name_year_month:dupo|197506",
         "name_year_day:dupo|197507",
         "ins:X",
     }
+    # an unknown sex is filed under both
+    unknown = blocking_keys(prepare(marc))
+    assert {"birth_date_sex:19750607|M", "birth_date_sex:19750607|F"} <= set(unknown)

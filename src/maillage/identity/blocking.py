@@ -3,10 +3,11 @@
 Two records are candidates when they share a key. The keys must bring every record of
 the same person that a desk may have typed differently, and as few others as possible:
 at a million identities, each candidate costs a row read and a scoring. The default
-rules tolerate one error in the birth date, or a name typed differently, but not both:
+rules tolerate one error in the birth date, or in the sex, or a name typed differently,
+but not two of them:
 
-- ``birth_date_any_order``: the exact date, day and month in either order (a day/month
-  swap, frequent at the desk, meets its original);
+- ``birth_date_sex``: the exact date, day and month in either order (a day/month swap,
+  frequent at the desk, meets its original), and the sex;
 - ``first_last_date``: first name and name prefixes (in either box) with the day and
   month: a wrong birth year;
 - ``name_year_month`` and ``name_year_day``: name prefix with the year and month, or
@@ -46,6 +47,14 @@ def _key_birth_date_any_order(record: Record) -> list[str]:
         return []
     low, high = sorted((date[4:6], date[6:8]))
     return [f"{date[:4]}{low}{high}"]
+
+
+def _key_birth_date_sex(record: Record) -> list[str]:
+    """``birth_date_any_order`` with the sex: half the people share a date and a sex. An
+    unknown sex is filed under both, so that it still meets either."""
+    dates = _key_birth_date_any_order(record)
+    sexes = [record["sex"]] if record["sex"] else ["M", "F"]
+    return [f"{date}|{sex}" for date in dates for sex in sexes]
 
 
 def _key_name_year(record: Record) -> list[str]:
@@ -112,6 +121,7 @@ def _key_address(record: Record) -> list[str]:
 BLOCKING_RULES: Final[dict[str, Callable[[Record], list[str]]]] = {
     "birth_date": _key_birth_date,
     "birth_date_any_order": _key_birth_date_any_order,
+    "birth_date_sex": _key_birth_date_sex,
     "name_year": _key_name_year,
     "name_year_month": _key_name_year_month,
     "name_year_day": _key_name_year_day,
@@ -123,7 +133,7 @@ BLOCKING_RULES: Final[dict[str, Callable[[Record], list[str]]]] = {
     "address": _key_address,
 }
 DEFAULT_BLOCKING: Final = (
-    "birth_date_any_order",
+    "birth_date_sex",
     "first_last_date",
     "name_year_month",
     "name_year_day",
