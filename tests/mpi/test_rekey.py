@@ -46,3 +46,23 @@ def test_keys_filed_under_old_rules_are_recomputed_once(
     # day and month swapped at the other site: met by the new rules' date key
     second = create(http, source_identity(site=1, birth_name="LEFEVRE", birth_date="1962-10-07"))
     assert territorial_of(second) == territorial_of(first)
+
+
+def test_a_record_prepared_without_a_field_is_rekeyed(
+    http: httpx.Client, clean_database: str
+) -> None:
+    """Traits stored by an older version may lack a field a new key reads: the rekey
+    treats it as unknown instead of stopping the hub's start."""
+    filed = create(http, source_identity(site=0, birth_name="Roux", birth_date="1970-03-04"))
+    _file_under_old_rules(clean_database, filed["id"])
+    with psycopg.connect(clean_database) as conn:
+        conn.execute(
+            "UPDATE mpi_source SET traits = traits - 'sex' WHERE patient_id = %s", (filed["id"],)
+        )
+    assert ensure_blocking_keys(clean_database) == 1
+    with psycopg.connect(clean_database) as conn:
+        keys = conn.execute(
+            "SELECT blocking FROM mpi_source WHERE patient_id = %s", (filed["id"],)
+        ).fetchone()
+    assert keys is not None
+    assert {"birth_date_sex:19700304|M", "birth_date_sex:19700304|F"} <= set(keys[0])

@@ -20,6 +20,7 @@ import orjson
 import psycopg
 
 from maillage.identity.blocking import DEFAULT_BLOCKING, blocking_keys
+from maillage.identity.normalize import prepare
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ def _rekey(conn: psycopg.Connection, rules: Sequence[str]) -> int:
     return done
 
 
+_EMPTY = prepare({})
+
+
 def _traits(value: Any) -> dict[str, Any]:
-    """A stored prepared record (jsonb: a dict, or its text on a pool that loads text)."""
-    return dict(orjson.loads(value) if isinstance(value, str | bytes) else value)
+    """A stored prepared record (jsonb: a dict, or its text on a pool that loads text),
+    with every field a key may read (a record prepared by an older version may lack one)."""
+    return {**_EMPTY, **(orjson.loads(value) if isinstance(value, str | bytes) else value)}
