@@ -75,7 +75,7 @@ def _key_name_year_day(record: Record) -> list[str]:
     return [f"{name[:4]}|{date[:4]}{date[6:8]}" for name in _names(record)]
 
 
-def _first_last(record: Record) -> list[str]:
+def _key_first_last(record: Record) -> list[str]:
     """First name and name prefixes, in either order: a name typed in the first-name box
     and the other way round still meet."""
     first = record["first_name"]
@@ -84,16 +84,12 @@ def _first_last(record: Record) -> list[str]:
     return ["|".join(sorted((first[:3], name[:3]))) for name in _names(record)]
 
 
-def _key_first_last(record: Record) -> list[str]:
-    return _first_last(record)
-
-
 def _key_first_last_date(record: Record) -> list[str]:
     date: str = record["birth_date"]
     if len(date) != 8:
         return []
     low, high = sorted((date[4:6], date[6:8]))
-    return [f"{names}|{low}{high}" for names in _first_last(record)]
+    return [f"{names}|{low}{high}" for names in _key_first_last(record)]
 
 
 def _key_ins(record: Record) -> list[str]:

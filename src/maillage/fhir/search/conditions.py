@@ -75,10 +75,9 @@ def in_index(
     looked up there, with the target type it stands for.
     """
     type_filter: sql.Composable = sql.SQL("")
+    rows: sql.Composable = sql.SQL("x.param = {}").format(sql.Literal(param))
     if table == "sp_reference" and resource_type is not None:
-        param, target_type = reference_rows(resource_type, param)
-        if target_type is not None:
-            where = sql.SQL("x.target_type = {} AND ({})").format(sql.Literal(target_type), where)
+        rows = reference_rows_where("x", resource_type, param)
     if resource_type is not None:
         type_filter = sql.SQL("x.resource_type = {} AND ").format(sql.Literal(resource_type))
         if table in KEYED_TABLES:
@@ -86,14 +85,26 @@ def in_index(
                 type_filter, PARAM_KEY, sql.Literal(f"{resource_type}|{param}")
             )
     return sql.SQL(
-        "{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {type_filter}"
-        "x.param = {param} AND {where})"
+        "{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {type_filter}{rows} AND ({where}))"
     ).format(
         alias=sql.Identifier(alias),
         table=sql.Identifier(table),
         type_filter=type_filter,
-        param=sql.Literal(param),
+        rows=rows,
         where=where,
+    )
+
+
+def reference_rows_where(alias: str, resource_type: str, code: str) -> sql.Composable:
+    """The ``sp_reference`` rows (over ``alias``) of a reference parameter: its own, or
+    those of the parameter it is read from with the target type it stands for
+    (``patient`` = ``subject`` rows to a Patient, definitions.reference_rows)."""
+    param, target_type = reference_rows(resource_type, code)
+    rows = sql.SQL("{}.param = {}").format(sql.Identifier(alias), sql.Literal(param))
+    if target_type is None:
+        return rows
+    return sql.SQL("{} AND {}.target_type = {}").format(
+        rows, sql.Identifier(alias), sql.Literal(target_type)
     )
 
 

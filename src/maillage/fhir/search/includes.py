@@ -12,9 +12,9 @@ from typing import Any
 from psycopg import sql
 
 from maillage.errors import Forbidden
-from maillage.fhir.definitions import reference_rows
 from maillage.fhir.model import StoredResource
 from maillage.fhir.search.builder import Authorize, Visible
+from maillage.fhir.search.conditions import reference_rows_where
 from maillage.fhir.search.query import Include
 
 COLUMNS = sql.SQL(
@@ -35,16 +35,10 @@ def _include_rows(include: Include) -> list[sql.Composable]:
     where: list[sql.Composable] = []
     if include.source is not None:
         where.append(sql.SQL("ref.resource_type = {}").format(sql.Literal(include.source)))
-    target_types = [include.target] if include.target is not None else []
-    if include.param is not None:
-        param = include.param
-        if include.source is not None:
-            param, rows_target = reference_rows(include.source, param)
-            if rows_target is not None:
-                target_types.append(rows_target)
-        where.append(sql.SQL("ref.param = {}").format(sql.Literal(param)))
-    for target_type in target_types:
-        where.append(sql.SQL("ref.target_type = {}").format(sql.Literal(target_type)))
+    if include.source is not None and include.param is not None:
+        where.append(reference_rows_where("ref", include.source, include.param))
+    if include.target is not None:
+        where.append(sql.SQL("ref.target_type = {}").format(sql.Literal(include.target)))
     return where
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from psycopg import sql
 
 from maillage.errors import UnsupportedParameter
-from maillage.fhir.definitions import reference_rows, search_param
+from maillage.fhir.definitions import search_param
+from maillage.fhir.search.conditions import reference_rows_where
 from maillage.fhir.search.paging import SortKey, order_clause
 
 # type -> (table, value ascending, value descending, SQL type of the value)
@@ -82,12 +83,11 @@ def _key_expression(
     table, ascending_value, descending_value, sql_type = _SORT_COLUMNS[param.type]
     aggregate = "max" if descending else "min"
     value = descending_value if descending else ascending_value
-    rows: sql.Composable = sql.SQL("x.param = {}").format(sql.Literal(name))
-    if param.type == "reference":
-        rows_param, target_type = reference_rows(resource_type, name)
-        rows = sql.SQL("x.param = {}").format(sql.Literal(rows_param))
-        if target_type is not None:
-            rows = sql.SQL("{} AND x.target_type = {}").format(rows, sql.Literal(target_type))
+    rows: sql.Composable = (
+        reference_rows_where("x", resource_type, name)
+        if param.type == "reference"
+        else sql.SQL("x.param = {}").format(sql.Literal(name))
+    )
     expression = sql.SQL(
         "(SELECT {aggregate}({value}) FROM {table} x WHERE x.rid = r.rid AND {rows})"
     ).format(
