@@ -199,7 +199,7 @@ def free_port() -> int:
 def _with_database(url: str, name: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(url)
     params["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**params)
+    return psycopg.conninfo.make_conninfo("", **params)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from maillage.identity.scoring import (
     Scorer,
     probability_of,
 )
+from tests.identity.synthetic import population
 
 BASE: dict[str, Any] = {
     "birth_name": "Lefèvre",
@@ -187,3 +188,34 @@ def test_scoring_is_well_under_a_millisecond(scorer: Scorer) -> None:
         scorer.score(left, right)
     per_pair = (time.perf_counter() - started) / count
     assert per_pair < 0.0005  # ~10 µs on the dev machine; generous for a busy CI box
+
+
+def test_placement_score_decides_every_pair_as_score_does(scorer: Scorer) -> None:
+    """The bulk dedupe's shortcut: same weight, decision and flags as ``score`` on every
+    pair; an explanation left out only where nothing shows it (NONE without a flag)."""
+    records, truth = population(300, 120, seed=3)
+    prepared = [prepare(record) for record in records]
+    # every pair sharing a birth year (the shortcut's common case: dates near, names apart)
+    # and every true pair (links, reviews, alerts)
+    pairs = {
+        (i, j)
+        for i in range(len(prepared))
+        for j in range(i)
+        if prepared[i]["birth_date"][:4] == prepared[j]["birth_date"][:4]
+    } | {(j, i) for i, j in truth}
+    shortcuts = 0
+    for i, j in pairs:
+        full = scorer.score(prepared[i], prepared[j])
+        quick = scorer.placement_score(prepared[i], prepared[j])
+        assert (quick.match_weight, quick.decision, quick.flags, quick.rule) == (
+            full.match_weight,
+            full.decision,
+            full.flags,
+            full.rule,
+        )
+        if not quick.explanation:
+            shortcuts += 1
+            assert full.decision == NONE and not full.flags
+    assert 0 < shortcuts < len(pairs)  # both ways were taken
+    decisions = {scorer.score(prepared[i], prepared[j]).decision for i, j in pairs}
+    assert decisions >= {LINK, NONE}

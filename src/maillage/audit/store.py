@@ -73,8 +73,17 @@ async def head(conn: psycopg.AsyncConnection) -> tuple[int, bytes]:
 async def stage(conn: psycopg.AsyncConnection, events: Sequence[PendingEvent]) -> None:
     """Insert ``events`` unchained into ``audit_pending``, in the connection's current
     transaction (a change's own): no lock, one statement. ``append(seal=...)`` chains them."""
-    if not events:
-        return
+    if events:
+        await conn.execute(_STAGE, _stage_columns(events))
+
+
+def stage_sync(conn: psycopg.Connection, events: Sequence[PendingEvent]) -> None:
+    """``stage`` on a blocking connection (the batch dedupe's bulk writes)."""
+    if events:
+        conn.execute(_STAGE, _stage_columns(events))
+
+
+def _stage_columns(events: Sequence[PendingEvent]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(6)]
     for event in events:
         values = (
@@ -83,7 +92,7 @@ async def stage(conn: psycopg.AsyncConnection, events: Sequence[PendingEvent]) -
         )  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    await conn.execute(_STAGE, columns)
+    return columns
 
 
 async def append(

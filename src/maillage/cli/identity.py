@@ -3,7 +3,8 @@
 - ``train``: learns m/u (Splink on DuckDB) from every source identity in the hub and
   writes the model to ``settings.identity_model_path`` (atomically);
 - ``dedupe``: files the Patients the online index never saw (bulk loads, demo data) with
-  the online rules (``mpi/batch.py``); ``--all`` re-places every source identity;
+  the online rules, matched from memory and written by COPY (``loading/dedupe.py``);
+  ``--all`` re-places every source identity, one by one (``mpi/batch.py``);
 - ``evaluate FILE``: pairwise precision / recall / F1 of the hub's links against a truth
   column. Record ids are ``Patient/<id>``, a bare logical id, or a site IPP as
   ``system|value``.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +91,9 @@ def dedupe_command(
     refile: bool = typer.Option(
         False, "--all", help="Re-place every source identity (verified links and never kept)."
     ),
-    batch_size: int = typer.Option(500, "--batch-size", help="Identities per transaction."),
+    batch_size: int = typer.Option(
+        10_000, "--batch-size", help="Identities per transaction (with --all: 500 is apt)."
+    ),
 ) -> None:
     """File the Patients not yet in the patient index, with the online rules."""
     from maillage.cli.main import running_database
@@ -111,6 +115,7 @@ async def _dedupe(conninfo: str, settings: Any, refile: bool, batch_size: int) -
     from maillage.audit.journal import AuditJournal
     from maillage.fhir.repository import FhirStore
     from maillage.fhir.search.engine import SearchEngine
+    from maillage.loading.dedupe import BulkDedupe
     from maillage.mpi.batch import BatchDedupe
     from maillage.mpi.index import PatientIndex
     from maillage.mpi.setup import load_model
@@ -123,10 +128,25 @@ async def _dedupe(conninfo: str, settings: Any, refile: bool, batch_size: int) -
     trail = AuditTrail(database)
     journal = AuditJournal(trail) if settings.audit_enabled else None
     try:
+        model = load_model(settings)
+        columns = ("dedupe", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        if not refile:  # the set-based path (loading/dedupe.py)
+            bulk = BulkDedupe(
+                conninfo,
+                model,
+                chunk_size=batch_size,
+                audit_events=trail.events if settings.audit_enabled else None,
+                workers=min(os.cpu_count() or 1, 4),
+            )
+            with Progress(*columns) as bar:
+                task = bar.add_task("dedupe", total=bulk.pending())
+                filed = bulk.run(progress=lambda n: bar.advance(task, n))
+            await trail.seal()
+            return filed
         store = FhirStore(database, AllowAll(), SearchEngine(), journal=journal)
-        service = BatchDedupe(store, PatientIndex(load_model(settings)), batch_size=batch_size)
+        service = BatchDedupe(store, PatientIndex(model), batch_size=batch_size)
         total = await service.pending(refile=refile)
-        with Progress("dedupe", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        with Progress(*columns) as bar:
             task = bar.add_task("dedupe", total=total)
             filed = await service.run(refile=refile, progress=lambda n: bar.advance(task, n))
         await trail.seal()

@@ -117,7 +117,7 @@ def serve(
 
                     from maillage.cli.identity import _dedupe
 
-                    asyncio.run(_dedupe(conninfo, settings, False, 500))
+                    asyncio.run(_dedupe(conninfo, settings, False, 10_000))
                 if settings.auth_enabled:
                     from maillage.demo.accounts import provision_demo_accounts
 

@@ -149,6 +149,30 @@ class Scorer:
                 total += weights[level]
         return total
 
+    def placement_score(self, left: Record, right: Record) -> PairScore:
+        """``score`` as placing an identity needs it: a pair that can neither link, be
+        reviewed nor raise an alert (under the review threshold, names or date apart, not
+        two qualified INS) comes back with its weight alone, without explanation (nothing
+        shows it); the others are scored in full. Half the cost on a large base, where
+        most candidates share a birth date and nothing else."""
+        total = self._prior_weight
+        name_level = date_level = MISSING
+        for name, level_of, weights, _levels in self._fields:
+            level = level_of(left, right)
+            if level != MISSING:
+                total += weights[level]
+            if name == "name":
+                name_level = level
+            elif name == "birth_date":
+                date_level = level
+        if (
+            total < self._review_weight
+            and not (name_level in _NAMES_AGREE and date_level in _DATES_AGREE)
+            and not (left.get("ins_qualified") and right.get("ins_qualified"))
+        ):
+            return PairScore(total, probability_of(total), NONE, ())
+        return self.score(left, right)
+
     def score(self, left: Record, right: Record) -> PairScore:
         total = self._prior_weight
         explanation: list[FieldExplanation] = []

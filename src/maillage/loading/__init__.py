@@ -1,1 +1,2 @@
-"""Bulk loading of FHIR NDJSON and Bundles through PostgreSQL COPY."""
+"""Bulk writes through PostgreSQL COPY: loading FHIR NDJSON and Bundles, and the patient
+index's batch dedupe (``dedupe.py``)."""

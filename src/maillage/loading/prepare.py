@@ -81,6 +81,9 @@ class PreparedChunk:
     # CareTeam or referral grants (type, id, grants), the objection a Consent records.
     care: list[tuple[str, str, list[Grant]]] = field(default_factory=list)
     objections: list[tuple[str, str | None]] = field(default_factory=list)
+    # None: every parameter's rows (a create or a full rewrite); else new versions of
+    # stored resources whose rows change for these parameters only (``prepare_changed``)
+    reindexed: frozenset[str] | None = None
 
 
 _policy: AccessPolicy = AllowAll()
@@ -302,27 +305,60 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
             )
             continue
         seen.add(key)
-        if key[0] in CARE_TYPES:
-            chunk.care.append((key[0], key[1], grants_of(stamped, recent_days=_care_days)))
-        elif key[0] == OBJECTION_TYPE:
-            chunk.objections.append((key[1], objection_of(stamped)))
-        chunk.count += 1
-        chunk.sources.append(position)
-        chunk.types.append(key[0])
-        chunk.ids.append(key[1])
-        chunk.resources.append(
-            b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
-            % (
-                _text(key[0]).encode(),
-                _text(key[1]).encode(),
-                method.encode(),
-                moment_text,
-                body.replace(b"\\", b"\\\\"),
-                content_hash(stamped).hex().encode(),
-            )
-        )
-        blocks = _index_blocks(key[0], rows)
-        for table, lines in index.items():
-            lines.append(blocks.get(table, b""))
+        _append(chunk, index, position, stamped, method, moment_text, body, rows)
     chunk.index = {table: lines for table, lines in index.items() if any(lines)}
     return chunk
+
+
+def prepare_changed(resources: list[dict[str, Any]], codes: frozenset[str]) -> PreparedChunk:
+    """New versions of stored resources (each with its ``id``, once) that differ from
+    their current version in the search parameters ``codes`` alone (the patient index's
+    ``refer`` links): stamped, hashed and indexed for ``codes`` only, not validated again
+    (the stored version was; the change is the hub's own). The writer replaces the rows of
+    those parameters and keeps the others."""
+    chunk = PreparedChunk(reindexed=codes)
+    moment = now_instant()
+    moment_text = moment.isoformat().encode()
+    index: dict[str, list[bytes]] = {table: [] for table in INDEX_COLUMNS}
+    for position, resource in enumerate(resources):
+        stamped = stamp_meta(resource, str(resource["id"]), 1, moment)
+        rows = extract_index(stamped, codes) if _index else IndexRows()
+        _append(chunk, index, position, stamped, "PUT", moment_text, orjson.dumps(stamped), rows)
+    chunk.index = {table: lines for table, lines in index.items() if any(lines)}
+    return chunk
+
+
+def _append(
+    chunk: PreparedChunk,
+    index: dict[str, list[bytes]],
+    position: int,
+    stamped: dict[str, Any],
+    method: str,
+    moment_text: bytes,
+    body: bytes,
+    rows: IndexRows,
+) -> None:
+    """Add one prepared resource to the chunk: its row, its index rows, its care rows."""
+    resource_type, resource_id = stamped["resourceType"], stamped["id"]
+    if resource_type in CARE_TYPES:
+        chunk.care.append((resource_type, resource_id, grants_of(stamped, recent_days=_care_days)))
+    elif resource_type == OBJECTION_TYPE:
+        chunk.objections.append((resource_id, objection_of(stamped)))
+    chunk.count += 1
+    chunk.sources.append(position)
+    chunk.types.append(resource_type)
+    chunk.ids.append(resource_id)
+    chunk.resources.append(
+        b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
+        % (
+            _text(resource_type).encode(),
+            _text(resource_id).encode(),
+            method.encode(),
+            moment_text,
+            body.replace(b"\\", b"\\\\"),
+            content_hash(stamped).hex().encode(),
+        )
+    )
+    blocks = _index_blocks(resource_type, rows)
+    for table, lines in index.items():
+        lines.append(blocks.get(table, b""))

@@ -79,6 +79,11 @@ _DELETE_INDEX = [
     f"DELETE FROM {table} x USING load_match m WHERE x.rid = m.rid AND m.action = 'c'"
     for table in INDEX_COLUMNS
 ]
+_DELETE_PARAMS_INDEX = [
+    f"DELETE FROM {table} x USING load_match m WHERE x.rid = m.rid AND m.action = 'c'"
+    " AND split_part(x.param, ':', 1) = ANY(%s)"
+    for table in INDEX_COLUMNS
+]
 _WRITTEN = "SELECT seq, rid FROM load_match WHERE action <> 'u'"
 
 
@@ -127,6 +132,8 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
         return ChunkResult(0, 0, 0, [])
     with conn.cursor() as cursor:
         _write_care(cursor, chunk)
+        if chunk.reindexed is not None:
+            return _merge(cursor, chunk)  # new versions of stored resources only
         cursor.execute(_ANY_STORED, (chunk.types, chunk.ids))
         if cursor.fetchone() is None:
             try:
@@ -198,12 +205,18 @@ def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
     # unique index, which makes a load into a big database quadratic.
     cursor.execute("ANALYZE load_resource")
     cursor.execute(_MATCH_EXISTING)
+    if chunk.reindexed is not None and cursor.rowcount != chunk.count:
+        raise ValueError("a changed resource is not stored: it cannot be written as a change")
     if cursor.rowcount:
         cursor.execute("ANALYZE load_match")
         cursor.execute(_ARCHIVE_CHANGED)
         if cursor.rowcount:
-            for statement in _DELETE_INDEX:
-                cursor.execute(statement)
+            if chunk.reindexed is None:
+                for statement in _DELETE_INDEX:
+                    cursor.execute(statement)
+            else:  # the rows of the changed parameters (and their derived keys) only
+                for statement in _DELETE_PARAMS_INDEX:
+                    cursor.execute(statement, (list(chunk.reindexed),))
             cursor.execute(_UPDATE_CHANGED)
     cursor.execute(_INSERT_NEW)
     cursor.execute(_WRITTEN)

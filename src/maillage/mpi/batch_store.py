@@ -8,16 +8,16 @@ from typing import Any
 import psycopg
 
 # A source identity: a live Patient that is not a territorial identity (golden record).
-_SOURCES = """
+SOURCES = """
     FROM resource r
     WHERE r.resource_type = 'Patient' AND NOT r.deleted
       AND NOT EXISTS (SELECT 1 FROM mpi_territorial t WHERE t.territorial_id = r.id)
 """
-_UNFILED = " AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.patient_id = r.id)"
+UNFILED = " AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.patient_id = r.id)"
 
 
 async def count_pending(conn: psycopg.AsyncConnection, *, refile: bool) -> int:
-    sql = "SELECT count(*) " + _SOURCES + ("" if refile else _UNFILED)
+    sql = "SELECT count(*) " + SOURCES + ("" if refile else UNFILED)
     row = await (await conn.execute(sql)).fetchone()
     return int(row[0]) if row else 0
 
@@ -28,8 +28,8 @@ async def next_batch(
     """The next ``limit`` source identities after ``after`` (keyset by id), with bodies."""
     sql = (
         "SELECT r.id, r.content "
-        + _SOURCES
-        + ("" if refile else _UNFILED)
+        + SOURCES
+        + ("" if refile else UNFILED)
         + " AND r.id > %s ORDER BY r.id LIMIT %s"
     )
     rows = await (await conn.execute(sql, (after, limit))).fetchall()
@@ -38,7 +38,7 @@ async def next_batch(
 
 async def source_bodies(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
     """Every source identity's body (what ``maillage identity train`` learns from)."""
-    rows = await (await conn.execute("SELECT r.content " + _SOURCES + " ORDER BY r.id")).fetchall()
+    rows = await (await conn.execute("SELECT r.content " + SOURCES + " ORDER BY r.id")).fetchall()
     return [_body(body) for (body,) in rows]
 
 

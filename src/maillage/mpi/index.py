@@ -124,7 +124,8 @@ class PatientIndex:
         if existing is not None:
             existing = await store.get_source(conn, patient_id)  # as of the lock
         if existing is not None and not existing.active:
-            await store.upsert_source(conn, _row(patient_id, patient, prepared, keys, existing))
+            row = source_row(patient_id, patient, prepared, keys, existing)
+            await store.upsert_source(conn, row)
             return None
         scored = [
             Scored(other_id, other_territorial, self.scorer.score(prepared, traits))
@@ -146,10 +147,10 @@ class PatientIndex:
         async with conn.pipeline():
             if placement.territorial_id is None:
                 await store.ensure_territorial(conn, territorial_id)
-            await store.upsert_source(
-                conn,
-                _row(patient_id, patient, prepared, keys, existing, placement, territorial_id),
+            row = source_row(
+                patient_id, patient, prepared, keys, existing, placement, territorial_id
             )
+            await store.upsert_source(conn, row)
             if placement.review or existing is not None:  # a new identity: nothing to close
                 await candidate_store.file_review(conn, patient_id, placement.review)
             await self._record(conn, repo, patient_id, current, territorial_id, placement)
@@ -274,7 +275,7 @@ def new_territorial_id() -> str:
     return str(uuid.uuid4())
 
 
-def _row(
+def source_row(
     patient_id: str,
     patient: dict[str, Any],
     prepared: dict[str, Any],

@@ -56,14 +56,21 @@ _SOURCE_COLUMNS = (
 )
 
 
+# The bulk dedupe's lock (``loading/dedupe.py``): taken shared by every online filing,
+# exclusive by each chunk of the bulk dedupe, whose matcher works from memory.
+BULK_LOCK_KEY = "mpi-bulk-dedupe"
+
+
 async def lock_keys(conn: psycopg.AsyncConnection, keys: Iterable[str]) -> None:
     """Transaction locks on blocking keys, taken in one order (no deadlock): two writes
-    that could match each other share a key, so they run one after the other."""
+    that could match each other share a key, so they run one after the other. The bulk
+    dedupe's lock is taken shared with them (the bulk takes no key lock: no cycle)."""
     await conn.execute(
         "SELECT count(pg_advisory_xact_lock(h)) FROM"
         " (SELECT DISTINCT hashtextextended('mpi:' || k, 0) AS h"
-        "  FROM unnest(%s::text[]) AS k ORDER BY 1 OFFSET 0) AS ordered",
-        (sorted(set(keys)),),
+        "  FROM unnest(%s::text[]) AS k ORDER BY 1 OFFSET 0) AS ordered"
+        " WHERE pg_advisory_xact_lock_shared(hashtextextended(%s, 0)) IS NOT NULL",
+        (sorted(set(keys)), BULK_LOCK_KEY),
     )
 
 
@@ -179,16 +186,20 @@ async def never_for(conn: psycopg.AsyncConnection, patient_id: str) -> frozenset
 
 
 async def upsert_source(conn: psycopg.AsyncConnection, row: SourceRow) -> None:
+    # updated_at is the statement's time, not the transaction's: the bulk dedupe re-reads
+    # what was written after its last chunk (a transaction may start before it and write
+    # after it, once it has the lock ``lock_keys`` takes).
     await conn.execute(
         "INSERT INTO mpi_source (patient_id, territorial_id, ipp_system, ipp, traits, blocking,"
         " reliability, link_kind, score, matched_patient_id, explanation, active, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
         " ON CONFLICT (patient_id) DO UPDATE SET territorial_id = EXCLUDED.territorial_id,"
         " ipp_system = EXCLUDED.ipp_system, ipp = EXCLUDED.ipp, traits = EXCLUDED.traits,"
         " blocking = EXCLUDED.blocking, reliability = EXCLUDED.reliability,"
         " link_kind = EXCLUDED.link_kind, score = EXCLUDED.score,"
         " matched_patient_id = EXCLUDED.matched_patient_id,"
-        " explanation = EXCLUDED.explanation, active = EXCLUDED.active, updated_at = now()",
+        " explanation = EXCLUDED.explanation, active = EXCLUDED.active,"
+        " updated_at = clock_timestamp()",
         (
             row.patient_id,
             row.territorial_id,
