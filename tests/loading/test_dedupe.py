@@ -196,3 +196,29 @@ def test_audit_events_are_staged_with_the_writes(clean_database: str) -> None:
         ).fetchall()
     # 5 golden records created, 13 sources updated with their link
     assert rows == [("system:identity-dedupe", "C", 5), ("system:identity-dedupe", "U", 13)]
+
+
+def test_a_patient_being_filed_cannot_change_under_the_chunk(
+    clean_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete or an update of a Patient the chunk read waits for its commit: the
+    ``refer`` version written would otherwise bring a deleted Patient back."""
+    _loaded(clean_database)
+    real = dedupe_store.write_index
+    blocked: list[str] = []
+
+    def write_while_another_tries(conn: psycopg.Connection, rows: Any, *, who: str) -> None:
+        with psycopg.connect(clean_database, autocommit=True) as other:
+            other.execute("SET lock_timeout = '100ms'")
+            try:
+                other.execute(
+                    "UPDATE resource SET deleted = true"
+                    " WHERE resource_type = 'Patient' AND id = 'p001'"
+                )
+            except psycopg.errors.LockNotAvailable:
+                blocked.append("p001")
+        real(conn, rows, who=who)
+
+    monkeypatch.setattr(dedupe.dedupe_store, "write_index", write_while_another_tries)
+    assert _bulk(clean_database) == 13
+    assert blocked == ["p001"]

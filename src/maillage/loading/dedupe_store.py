@@ -83,14 +83,16 @@ def pending_bodies(
     conn: psycopg.Connection, ids: Sequence[str]
 ) -> list[tuple[str, dict[str, Any]]]:
     """The bodies of those of ``ids`` still unfiled, by id (each looked up by its key: a
-    filter on the array would scan every Patient for each chunk)."""
+    filter on the array would scan every Patient for each chunk), locked until the chunk
+    commits: a Patient deleted or changed meanwhile would otherwise be overwritten by
+    its ``refer`` version (an unfiled Patient's delete takes no index lock)."""
     rows = conn.execute(
         "SELECT r.id, r.content::text FROM unnest(%s::text[]) AS k(id)"
         " JOIN resource r ON r.resource_type = 'Patient' AND r.id = k.id"
         " WHERE NOT r.deleted"
         " AND NOT EXISTS (SELECT 1 FROM mpi_territorial t WHERE t.territorial_id = r.id)"
         " AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.patient_id = r.id)"
-        " ORDER BY r.id",
+        " ORDER BY r.id FOR UPDATE OF r",
         (list(ids),),
     ).fetchall()
     return [(str(pid), json_value(body)) for pid, body in rows]
