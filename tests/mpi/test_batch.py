@@ -112,23 +112,33 @@ def _state(url: str) -> tuple[Any, ...]:
         )
 
 
+def assert_filed_as_expected(url: str) -> dict[str, str]:
+    """``_identities`` filed: four persons of three sites each linked, the near homonym
+    alone and waiting for review, every source referring to its territorial identity.
+    Returns patient id → territorial id."""
+    partition, review, links = _outcome(url)
+    assert len(partition) == 5
+    assert frozenset({"p001", "p002", "p003"}) in partition
+    assert frozenset({"p900"}) in partition
+    assert any("p900" in pair for pair in review)  # the near homonym waits for a person
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT patient_id, territorial_id FROM mpi_source").fetchall()
+    mapping = {str(pid): str(tid) for pid, tid in rows}
+    assert links == mapping
+    return mapping
+
+
 def test_batch_files_bulk_loaded_identities(clean_database: str) -> None:
     BulkLoader(clean_database, workers=1).load_resources(_identities())
     filed = asyncio.run(_dedupe(clean_database))
     assert filed == 13
-    partition, review, links = _outcome(clean_database)
-    assert len(partition) == 5
-    assert frozenset({"p001", "p002", "p003"}) in partition
-    assert frozenset({"p900"}) in partition
-    assert any("p900" in pair for pair in review)
+    assert_filed_as_expected(clean_database)
     with psycopg.connect(clean_database) as conn:
-        mapping = dict(conn.execute("SELECT patient_id, territorial_id FROM mpi_source"))
         golden = conn.execute(
             "SELECT count(*) FROM resource r JOIN mpi_territorial t"
             " ON t.territorial_id = r.id WHERE t.active"
         ).fetchone()
         who = {w for (w,) in conn.execute("SELECT DISTINCT who FROM mpi_event")}
-    assert links == mapping  # every source refers to its territorial identity
     assert golden == (5,)
     assert who == {"system:identity-dedupe"}
 

@@ -39,9 +39,10 @@ from maillage.identity.linking import Scored, place
 from maillage.identity.model import Model
 from maillage.identity.scoring import Scorer
 from maillage.loading import dedupe_store, writer
-from maillage.loading.dedupe_store import EventRow, FiledRow, IndexRows, ReviewRow
+from maillage.loading.dedupe_store import EventRow, FiledRow, IndexRows
 from maillage.loading.dedupe_workers import Workers, golden_rows, identity_traits, link_rows
 from maillage.loading.prepare import PreparedChunk
+from maillage.mpi.candidates import review_pair
 from maillage.mpi.index import MAX_CANDIDATES, new_territorial_id, source_row
 from maillage.security import RequestContext
 
@@ -281,18 +282,7 @@ class BulkDedupe:
         chunk.rows.sources.append(row)
         chunk.placed.append((patient_id, body, territorial_id))
         self._memory.put(FiledRow(patient_id, territorial_id, prepared, keys, True))
-        chunk.rows.reviews.extend(
-            ReviewRow(
-                patient_id,
-                review.territorial_id,
-                review.patient_id,
-                review.score.match_weight,
-                review.score.probability,
-                review.score.as_dict(),
-                list(review.score.flags),
-            )
-            for review in placement.review
-        )
+        chunk.rows.reviews.extend(review_pair(patient_id, review) for review in placement.review)
         matched = placement.matched
         detail: dict[str, Any] = {}
         if matched is not None:  # the row's explanation is the score's (rounding is slow)

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from maillage.mpi.batch_store import SOURCES, UNFILED
+from maillage.mpi.candidates import UPSERT_REVIEW_PAIR
 from maillage.mpi.store import BULK_LOCK_KEY, SourceRow, json_value
 
 
@@ -126,17 +126,6 @@ def member_bodies(
 
 
 @dataclass(frozen=True, slots=True)
-class ReviewRow:
-    patient_id: str
-    territorial_id: str
-    matched_patient_id: str
-    score: float
-    probability: float
-    explanation: dict[str, Any]
-    flags: list[str]
-
-
-@dataclass(frozen=True, slots=True)
 class EventRow:
     action: str
     patient_id: str
@@ -151,7 +140,7 @@ class IndexRows:
     new_territorial: dict[str, dict[str, str]]  # id → trait sources
     touched_territorial: dict[str, dict[str, str]]  # existing ids → trait sources
     sources: list[SourceRow]
-    reviews: list[ReviewRow]
+    reviews: list[tuple[Any, ...]]  # ``candidates.review_pair``
     events: list[EventRow]
 
 
@@ -186,20 +175,7 @@ def write_index(conn: psycopg.Connection, rows: IndexRows, *, who: str) -> None:
                     )
                 )  # fmt: skip
         for review in rows.reviews:  # few: the same upsert as the online queue's
-            cursor.execute(
-                "INSERT INTO mpi_candidate (patient_id, territorial_id, matched_patient_id,"
-                " score, probability, explanation, flags) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (patient_id, territorial_id) DO UPDATE SET"
-                " matched_patient_id = EXCLUDED.matched_patient_id, score = EXCLUDED.score,"
-                " probability = EXCLUDED.probability, explanation = EXCLUDED.explanation,"
-                " flags = EXCLUDED.flags,"
-                " status = CASE WHEN mpi_candidate.status = 'closed' THEN 'open'"
-                "          ELSE mpi_candidate.status END",
-                (
-                    review.patient_id, review.territorial_id, review.matched_patient_id,
-                    review.score, review.probability, Jsonb(review.explanation), review.flags,
-                ),
-            )  # fmt: skip
+            cursor.execute(UPSERT_REVIEW_PAIR, review)
         with cursor.copy(
             "COPY mpi_event (who, action, patient_id, territorial_id, detail) FROM STDIN"
         ) as c:

@@ -42,6 +42,35 @@ _COLUMNS = (
 )
 
 
+# A pair to review, opened or refreshed (a closed one reopens; a decided one stays
+# decided): patient, territorial identity, matched patient, score, probability,
+# explanation, flags.
+UPSERT_REVIEW_PAIR = (
+    "INSERT INTO mpi_candidate (patient_id, territorial_id, matched_patient_id, score,"
+    " probability, explanation, flags) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (patient_id, territorial_id) DO UPDATE SET"
+    " matched_patient_id = EXCLUDED.matched_patient_id, score = EXCLUDED.score,"
+    " probability = EXCLUDED.probability, explanation = EXCLUDED.explanation,"
+    " flags = EXCLUDED.flags,"
+    " status = CASE WHEN mpi_candidate.status = 'closed' THEN 'open'"
+    "          ELSE mpi_candidate.status END"
+)
+
+
+def review_pair(patient_id: str, scored: Scored) -> tuple[Any, ...]:
+    """``UPSERT_REVIEW_PAIR``'s parameters for one pair."""
+    score = scored.score
+    return (
+        patient_id,
+        scored.territorial_id,
+        scored.patient_id,
+        score.match_weight,
+        score.probability,
+        Jsonb(score.as_dict()),
+        list(score.flags),
+    )
+
+
 async def file_review(
     conn: psycopg.AsyncConnection, patient_id: str, review: Sequence[Scored]
 ) -> None:
@@ -50,25 +79,7 @@ async def file_review(
     Nothing is read back, so that it can run in a pipeline with the index's other writes."""
     territorials = [scored.territorial_id for scored in review]
     for scored in review:
-        await conn.execute(
-            "INSERT INTO mpi_candidate (patient_id, territorial_id, matched_patient_id, score,"
-            " probability, explanation, flags) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (patient_id, territorial_id) DO UPDATE SET"
-            " matched_patient_id = EXCLUDED.matched_patient_id, score = EXCLUDED.score,"
-            " probability = EXCLUDED.probability, explanation = EXCLUDED.explanation,"
-            " flags = EXCLUDED.flags,"
-            " status = CASE WHEN mpi_candidate.status = 'closed' THEN 'open'"
-            "          ELSE mpi_candidate.status END",
-            (
-                patient_id,
-                scored.territorial_id,
-                scored.patient_id,
-                scored.score.match_weight,
-                scored.score.probability,
-                Jsonb(scored.score.as_dict()),
-                list(scored.score.flags),
-            ),
-        )
+        await conn.execute(UPSERT_REVIEW_PAIR, review_pair(patient_id, scored))
     await conn.execute(
         "UPDATE mpi_candidate SET status = 'closed' WHERE patient_id = %s AND status = 'open'"
         " AND NOT (territorial_id = ANY(%s))",
