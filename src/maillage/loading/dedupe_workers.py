@@ -1,8 +1,11 @@
-"""The bulk dedupe's pure work spread over the machine's cores: each identity's prepared
-traits and blocking keys, and the COPY rows of the golden records and ``refer`` links.
+"""The bulk dedupe's pure work: each identity's prepared traits and blocking keys, and
+the COPY rows of the golden records and ``refer`` links; the golden records' rows spread
+over the machine's cores.
 
 Placing identities stays in the dedupe's process (each placement sees the ones before
-it); what comes before and after it is a function of each resource alone. Worker
+it); what comes before and after it is a function of each resource alone. Identities and
+links are prepared inline: sending their bodies to a worker and back cost more than the
+work (measured at 100,000: 9.5 s and 8.3 s in workers, 5.8 s and 2.5 s inline). Worker
 processes are forked before the dedupe opens its connection, from a process whose
 definitions are loaded (``prepare.warm_up``); with ``workers=0`` everything runs inline.
 """
