@@ -194,7 +194,7 @@ def test_concurrent_groups_on_the_same_identifiers_create_each_resource_once(
     assert dict(rows) == dict.fromkeys(numbers, 1)
 
 
-def test_find_identified_answers_as_the_identifier_search(clean_database: str) -> None:
+def test_find_identified_answers_as_the_identifier_search_one_or_many_at_once(clean_database: str) -> None:
     async def scenario() -> dict[str, Any]:
         async with _repository(clean_database) as repo:
             for number in ("F1", "F2", "F2", "a,b|c", "gone"):
@@ -202,13 +202,18 @@ def test_find_identified_answers_as_the_identifier_search(clean_database: str) -
             (gone,) = await repo.find_identified("Observation", SYSTEM, "gone")
             await repo.delete("Observation", gone.id)
             answers = {}
-            for number in ("F1", "F2", "a,b|c", "gone", "none"):
+            numbers = ("F1", "F2", "a,b|c", "gone", "none")
+            together = await repo.find_identified_many("Observation", SYSTEM, [*numbers, "F1"])
+            assert set(together) == set(numbers)
+            for number in numbers:
                 found = await repo.find_identified("Observation", SYSTEM, number)
                 escaped = number.replace(",", "\\,").replace("|", "\\|")
                 page = await repo.search(
                     "Observation", [("identifier", f"{SYSTEM}|{escaped}"), ("_count", "2")]
                 )
                 assert {f.id for f in found} == {e.id for e in page.entries}, number
+                # several identifiers in one statement: what each alone finds
+                assert {f.id for f in together[number]} == {f.id for f in found}, number
                 answers[number] = len(found)
             return answers
 

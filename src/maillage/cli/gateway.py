@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -132,6 +133,7 @@ async def _serve(
     try:
         await definitions.refresh()
         definitions.start()
+        _freeze_what_lasts()
         if sealer is not None:
             sealer.start()
         await hl7.start()
@@ -149,6 +151,17 @@ async def _serve(
         await trail.close()
         await database.close()
     return outcome["code"]
+
+
+def _freeze_what_lasts() -> None:
+    """The definitions and validation rules (~300,000 objects) live as long as the
+    process: loaded now and frozen, they are left out of the cyclic collector's full
+    passes, which a processor's allocations (parsed messages, resources) trigger often."""
+    from maillage.loading.prepare import warm_up
+
+    warm_up()
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch(

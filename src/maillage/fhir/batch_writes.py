@@ -70,6 +70,14 @@ _FIND = sql.SQL(
     " WHERE x.system_code_hash = %s AND r.resource_type = %s AND NOT r.deleted AND {visible}"
     " LIMIT 2"
 )
+# The same for several identifiers at once: at most two rows for each.
+_FIND_MANY = sql.SQL(
+    "SELECT h.hash, f.* FROM unnest(%s::bigint[]) AS h(hash) CROSS JOIN LATERAL ("
+    "SELECT DISTINCT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.method,"
+    " r.content FROM sp_token x JOIN resource r ON r.rid = x.rid"
+    " WHERE x.system_code_hash = h.hash AND r.resource_type = %s AND NOT r.deleted AND {visible}"
+    " LIMIT 2) AS f"
+)
 _LOCK = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k"
 
 
@@ -191,6 +199,37 @@ async def find_identified(
     cursor = await conn.execute(query, (hashed, resource_type))
     rows = await cursor.fetchall()
     return [StoredResource.from_row(row) for row in rows]
+
+
+async def find_identified_many(
+    repo: Repository,
+    conn: psycopg.AsyncConnection,
+    resource_type: str,
+    system: str,
+    values: Sequence[str],
+) -> tuple[dict[str, list[StoredResource]], list[str]]:
+    """``find_identified`` for each of ``values`` in one statement: what it finds for each
+    value, and the values it could not look up this way (the caller searches them)."""
+    by_hash: dict[int, list[str]] = {}
+    left: list[str] = []
+    for value in values:
+        hashed = identifier_hash(resource_type, [("identifier", f"{system}|{value}")])
+        if hashed is None:
+            left.append(value)
+        else:
+            by_hash.setdefault(hashed, []).append(value)
+    found: dict[str, list[StoredResource]] = {
+        value: [] for values in by_hash.values() for value in values
+    }
+    if not by_hash:
+        return found, left
+    repo._authorize(Action.SEARCH, resource_type)
+    query = _FIND_MANY.format(visible=repo._visible(Action.SEARCH, "r", resource_type))
+    cursor = await conn.execute(query, (list(by_hash), resource_type))
+    for hashed, *row in await cursor.fetchall():
+        for value in by_hash[int(hashed)]:
+            found[value].append(StoredResource.from_row(tuple(row)))
+    return found, left
 
 
 def _checked(resource_type: str, body: Any) -> dict[str, Any]:

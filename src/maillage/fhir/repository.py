@@ -443,6 +443,21 @@ class Repository:
             return page.entries
         return found
 
+    async def find_identified_many(
+        self, resource_type: str, system: str, values: Sequence[str]
+    ) -> dict[str, list[StoredResource]]:
+        """``find_identified`` for each of ``values`` (one ``system``), in one statement."""
+        unique = list(dict.fromkeys(values))
+        if not unique:
+            return {}
+        async with self._single_statement() as conn:
+            found, left = await batch_writes.find_identified_many(
+                self, conn, resource_type, system, unique
+            )
+        for value in left:
+            found[value] = await self.find_identified(resource_type, system, value)
+        return found
+
     async def patch(
         self,
         resource_type: str,

@@ -13,6 +13,16 @@ commits the handler's writes together with the message's new status: a message i
 either processed with its effects, or still waiting without them. A failure rolls back
 the savepoint, counts an attempt and schedules a retry (exponential backoff), or moves
 the message to ``dead`` after ``max_attempts`` (at once on a ``PermanentFailure``).
+
+Grouped processing: a handler may also take several messages at once (``many``: the
+lab results of a batch share their lookups and writes, a few statements for the group
+instead of a few per message). The batch's messages of such a handler and one site go
+to it together in one savepoint; it returns the outcome of those it processed and
+leaves the others (a message it cannot read, a patient it cannot find) to be processed
+alone. The claimed messages are heads of distinct patients, so the order between them
+is free. If the group fails as a whole, its savepoint is rolled back and each of its
+messages is processed alone, as if the group had not been tried: the outcome of every
+message is the one processing it alone gives.
 """
 
 from __future__ import annotations
@@ -79,12 +89,19 @@ class MessageContext:
         self.message_type = claimed.message_type or ""
         self.trigger_event = claimed.trigger_event or ""
         self.conn = conn
-        self._claimed = claimed
+        self.attempts = claimed.attempts
+        self.claimed = claimed
+
+    def release(self) -> None:
+        """Forget the parsed message (a tree of thousands of objects): a batch's messages
+        stay listed until it commits, and live trees make each pass of the cyclic garbage
+        collector longer."""
+        self.__dict__.pop("message", None)
 
     @functools.cached_property
     def message(self) -> hl7.Message:
         """The parsed message; PermanentFailure when it cannot be (retrying will not help)."""
-        claimed = self._claimed
+        claimed = self.claimed
         try:
             return parsing.parse(claimed.raw.decode(claimed.charset or "utf-8"))
         except parsing.ParseFailure as error:
@@ -96,6 +113,8 @@ class MessageContext:
 
 
 Handler = Callable[[MessageContext], Awaitable[Outcome]]
+# Several messages of one site at once: the outcome of each message it processed, by id.
+GroupHandler = Callable[[list[MessageContext]], Awaitable[dict[int, Outcome]]]
 
 
 async def ignore_a08(context: MessageContext) -> Outcome:
@@ -116,6 +135,7 @@ class Registered:
     # A handler that writes runs in a savepoint, so that its failure undoes its writes
     # alone; one that only decides (ignore) needs none, and must not use the connection.
     writes: bool = True
+    many: GroupHandler | None = None
 
 
 class HandlerRegistry:
@@ -126,9 +146,15 @@ class HandlerRegistry:
         self.fallback = Registered(fallback, fallback_writes)
 
     def register(
-        self, message_type: str, trigger_event: str, handler: Handler, *, writes: bool = True
+        self,
+        message_type: str,
+        trigger_event: str,
+        handler: Handler,
+        *,
+        writes: bool = True,
+        many: GroupHandler | None = None,
     ) -> None:
-        self._handlers[message_type, trigger_event] = Registered(handler, writes)
+        self._handlers[message_type, trigger_event] = Registered(handler, writes, many)
 
     def resolve(self, message_type: str, trigger_event: str) -> Registered:
         return self._handlers.get((message_type, trigger_event), self.fallback)
@@ -202,15 +228,76 @@ class Processor:
         """Claim and process one batch; how many messages it held."""
         async with self.store.database.transaction() as conn:
             claimed = await self.store.claim(conn, self.batch)
-            outcomes: list[tuple[int, str, str | None]] = []
-            for position, message in enumerate(claimed):
-                if position == 1:
-                    await conn.execute(f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'")
-                outcome = await self._process(conn, message)
+            contexts = [self._context(conn, message) for message in claimed]
+            done: dict[int, Outcome] = {}
+            bounded = False
+            for registered, members in self._groups(contexts):
+                done.update(await self._process_group(conn, registered, members))
+                await self._bound_lock_waits(conn)
+                bounded = True
+            for context in contexts:
+                if context.id in done:
+                    continue
+                outcome = await self._process(context)
+                context.release()
+                if not bounded:
+                    await self._bound_lock_waits(conn)
+                    bounded = True
                 if outcome is not None:
-                    outcomes.append((message.id, outcome.status, outcome.note))
-            await self.store.finish(conn, outcomes)
+                    done[context.id] = outcome
+            await self.store.finish(
+                conn,
+                [(c.id, done[c.id].status, done[c.id].note) for c in contexts if c.id in done],
+            )
         return len(claimed)
+
+    @staticmethod
+    async def _bound_lock_waits(conn: psycopg.AsyncConnection) -> None:
+        # After the batch's first piece of work (see BUSY_LOCK_TIMEOUT_MS).
+        await conn.execute(f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'")
+
+    def _context(self, conn: psycopg.AsyncConnection, claimed: ClaimedMessage) -> MessageContext:
+        site = self.sites.get(claimed.site) if claimed.site else None
+        return MessageContext(claimed, site, conn)
+
+    def _groups(
+        self, contexts: list[MessageContext]
+    ) -> list[tuple[Registered, list[MessageContext]]]:
+        """The messages a group handler takes together: two or more of one handler and
+        one site (a first attempt only: a message that failed before goes alone, so that
+        its failure is its own)."""
+        groups: dict[tuple[int, str], tuple[Registered, list[MessageContext]]] = {}
+        for context in contexts:
+            registered = self.handlers.resolve(context.message_type, context.trigger_event)
+            if registered.many is None or context.site is None or context.attempts:
+                continue
+            key = (id(registered), context.site.code)
+            groups.setdefault(key, (registered, []))[1].append(context)
+        return [group for group in groups.values() if len(group[1]) > 1]
+
+    async def _process_group(
+        self,
+        conn: psycopg.AsyncConnection,
+        registered: Registered,
+        members: list[MessageContext],
+    ) -> dict[int, Outcome]:
+        """The outcomes of the messages the group handler processed; none when the group
+        failed (its writes rolled back with its savepoint: each is then processed alone)."""
+        assert registered.many is not None
+        try:
+            async with conn.transaction():
+                outcomes = await registered.many(members)
+        except Exception as error:
+            log.debug(
+                "hl7 group of %d messages failed (%s): processed one by one",
+                len(members),
+                type(error).__name__,
+            )
+            return {}
+        for context in members:
+            if context.id in outcomes:
+                context.release()
+        return outcomes
 
     async def run_until_idle(self, max_batches: int = 10_000) -> int:
         """Process until nothing is due (tests, the CLI); how many messages were taken."""
@@ -242,12 +329,9 @@ class Processor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval_s)
 
-    async def _process(
-        self, conn: psycopg.AsyncConnection, claimed: ClaimedMessage
-    ) -> Outcome | None:
+    async def _process(self, context: MessageContext) -> Outcome | None:
         """The outcome, or None when the message failed (its failure already recorded)."""
-        site = self.sites.get(claimed.site) if claimed.site else None
-        context = MessageContext(claimed, site, conn)
+        conn, claimed = context.conn, context.claimed
         registered = self.handlers.resolve(context.message_type, context.trigger_event)
         try:
             if registered.writes:
