@@ -194,7 +194,7 @@ def test_concurrent_groups_on_the_same_identifiers_create_each_resource_once(
     assert dict(rows) == dict.fromkeys(numbers, 1)
 
 
-def test_find_identified_answers_as_the_identifier_search_one_or_many_at_once(clean_database: str) -> None:
+def test_find_identified_answers_as_the_search_alone_or_many(clean_database: str) -> None:
     async def scenario() -> dict[str, Any]:
         async with _repository(clean_database) as repo:
             for number in ("F1", "F2", "F2", "a,b|c", "gone"):
