@@ -7,15 +7,21 @@ first, then one batch is claimed, so that they are processed together."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from maillage.fhir.repository import Repository
+from maillage.audit import AuditTrail
+from maillage.audit.journal import AuditJournal
+from maillage.fhir.repository import FhirStore, Repository
+from maillage.fhir.search.engine import SearchEngine
 from maillage.hl7v2.processing import MessageContext, Outcome
-from maillage.security import RequestContext
+from maillage.hl7v2.service import build_gateway
+from maillage.security import AllowAll, RequestContext
+from maillage.storage import Database
 from tests.factories import patient
 from tests.hl7v2.conftest import MllpConnection, ack_code, gateway_settings, rows
 from tests.hl7v2.test_results import (
@@ -30,10 +36,30 @@ from tests.hl7v2.test_results import (
 GroupCalls = list[tuple[int, int]]  # (messages given, messages processed) per call
 
 
+class JournaledGateway(ResultsGateway):
+    """The ORU conversion over a FHIR store that audits its writes, as the hub's gateway
+    builds it (no sealer here: the events wait in ``audit_pending``, or are chained by
+    the HTTP hub's sealer)."""
+
+    def start(self) -> JournaledGateway:
+        self.thread.start()
+
+        async def start() -> None:
+            self.database = Database(self.conninfo, min_size=1, max_size=6)
+            await self.database.open()
+            journal = AuditJournal(AuditTrail(self.database))
+            store = FhirStore(self.database, AllowAll(), SearchEngine(), journal=journal)
+            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
+            await self.gateway.start()
+
+        self.call(start())
+        return self
+
+
 @pytest.fixture
 def lab(hl7_database: str, http: httpx.Client) -> Iterator[ResultsGateway]:
     # ``http`` first: the FHIR tables are emptied before the gateway writes.
-    running = ResultsGateway(hl7_database, settings=gateway_settings(hl7_workers=0)).start()
+    running = JournaledGateway(hl7_database, settings=gateway_settings(hl7_workers=0)).start()
     try:
         yield running
     finally:
@@ -66,6 +92,21 @@ def _store_of(lab: ResultsGateway) -> Any:
     assert lab.gateway is not None
     handler = lab.gateway.processor.handlers.resolve("ORU", "R01").handler
     return handler.store  # type: ignore[attr-defined]
+
+
+def _audited(lab: ResultsGateway) -> Counter[tuple[str, str]]:
+    """The audit events of the lab feed's writes, staged or chained: (action, type of the
+    resource) of each resource an event names."""
+    found: Counter[tuple[str, str]] = Counter()
+    for action, body in rows(
+        lab.conninfo,
+        "SELECT action, body FROM audit_pending WHERE who = 'system:hl7:CHM'"
+        " UNION ALL SELECT action, body FROM audit_event WHERE who = 'system:hl7:CHM'",
+    ):
+        for entity in body.get("entity", []):
+            if entity["role"]["code"] != "1":  # not the patient the event is about
+                found[action, entity["what"]["reference"].split("/")[0]] += 1
+    return found
 
 
 def _store(lab: ResultsGateway, payloads: list[bytes]) -> None:
@@ -140,6 +181,9 @@ def test_a_batch_of_results_is_written_together_as_each_alone_would(
     status, attempts, error = _status(lab, "ORU-UNKNOWN")
     assert (status, attempts) == ("received", 1)  # processed alone: failed, to be retried
     assert error and "PID-3: no Patient carries this IPP of site CHM" in error
+    # each resource written is audited once, with the batch (the failed message wrote
+    # nothing, so it has no event)
+    assert _audited(lab) == Counter({("C", "Observation"): 12, ("C", "DiagnosticReport"): 4})
 
     # the same results for the twin patients, each message processed alone (a batch of
     # one: the unknown patient's retries come in some of them, until it is dead)
@@ -184,3 +228,6 @@ def test_a_group_that_fails_leaves_nothing_and_each_message_is_processed_alone(
         assert written["encounter"] == f"Encounter/{encounter_id}"
         assert len(written["results"]) == 3
     assert len(_search(http, "DiagnosticReport", _count="50")) == 3
+    # the group's audit events went with its writes: each resource has the one event of
+    # its write alone, and the marker none
+    assert _audited(lab) == Counter({("C", "Observation"): 9, ("C", "DiagnosticReport"): 3})

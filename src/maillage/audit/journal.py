@@ -7,17 +7,25 @@ staged unchained (``AuditTrail.stage``), so the change and its audit commit or r
 together, and no chain lock is held by the write. ``PendingSealer`` chains what is staged
 every second (what a surface did not ask to seal, what a stopped process left); the HTTP
 surface asks for a pass after a write without waiting (``AuditTrail.seal_soon``).
+
+A caller that runs many writes in one transaction (the HL7 processor's batch) may hold
+their events (``held``) and stage them all in one statement before its COMMIT
+(``stage_held``); a part of the transaction rolled back to its savepoint drops the
+events it held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
 
 from maillage.audit.events import Interaction, patients_of
 from maillage.audit.service import AuditTrail
+from maillage.audit.store import PendingEvent
 from maillage.jobs.periodic import Periodic
 from maillage.security.context import RequestContext
 
@@ -28,6 +36,26 @@ Written = tuple[str, dict[str, Any] | None]
 class AuditJournal:
     def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
+        # per asyncio task: the events held by the ``held`` block it runs in, if any
+        self._held: ContextVar[list[PendingEvent] | None] = ContextVar("audit_held", default=None)
+
+    @contextmanager
+    def held(self) -> Iterator[list[PendingEvent]]:
+        """Within: the events of the writes are kept in the list given, not staged; the
+        caller stages them (``stage_held``) in the writes' transaction, or drops them
+        with the writes."""
+        events: list[PendingEvent] = []
+        token = self._held.set(events)
+        try:
+            yield events
+        finally:
+            self._held.reset(token)
+
+    async def stage_held(
+        self, conn: psycopg.AsyncConnection, events: Sequence[PendingEvent]
+    ) -> None:
+        """Stage held events, in one statement, in their writes' open transaction."""
+        await self.trail.stage(conn, events)
 
     async def written(
         self,
@@ -47,6 +75,10 @@ class AuditJournal:
             for patient in patients:
                 groups.setdefault(patient, []).append(f"{resource_type}/{resource_id}")
         events = self.trail.events(ctx, interaction, resource_type, groups=list(groups.items()))
+        held = self._held.get()
+        if held is not None:
+            held.extend(events)
+            return
         await self.trail.stage(conn, events)
 
 

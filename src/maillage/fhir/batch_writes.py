@@ -8,9 +8,10 @@ statement, finds every current match in one lookup (locked, through the access p
 filter as the search applies it), and inserts the new resources with their index rows in
 one statement. Each item's outcome is the one the one-by-one path gives (tested side by
 side); a single conditional update by identifier takes this path too. What it cannot do
-the same way goes one by one: several items of a type whose writes a domain hooks
-(Patient, Encounter, ...), criteria other than one ``identifier=system|value`` of a type
-that has that search, two items with the same criteria.
+the same way goes one by one: several items of a type whose domain hook is not
+``independent`` (Patient: see ``write_hooks.py``), criteria other than one
+``identifier=system|value`` of a type that has that search, two items with the same
+criteria.
 
 Everything is validated before anything is written: a group with an invalid resource
 writes nothing.
@@ -108,7 +109,7 @@ def eligible(repo: Repository, resource_type: str, items: Sequence[tuple[Criteri
     """Whether this path gives these items the outcome the one-by-one path gives."""
     if resource_type == "SearchParameter":  # a definitions change: its own checks
         return False
-    if len(items) > 1 and resource_type in repo.store.write_hooks:
+    if len(items) > 1 and not _independent(repo, resource_type):
         # A domain's write may change another item's row (the patient index's golden
         # record): each such item must see the rows as the previous one left them.
         return False
@@ -116,6 +117,12 @@ def eligible(repo: Repository, resource_type: str, items: Sequence[tuple[Criteri
     return len(locks) == len(items) and all(
         identifier_hash(resource_type, criteria) is not None for criteria, _ in items
     )
+
+
+def _independent(repo: Repository, resource_type: str) -> bool:
+    """Whether the type's writes may be stored together (fhir/write_hooks.py)."""
+    hook = repo.store.write_hooks.get(resource_type)
+    return hook is None or bool(getattr(hook, "independent", False))
 
 
 async def conditional_update_many(
@@ -139,7 +146,7 @@ async def conditional_update_many(
         # A resource carrying two of the group's identifiers: the first item's write may
         # change what the second matches, as one by one (the locks are the same).
         return [await repo.conditional_update(resource_type, c, b) for c, b in items]
-    hooked = resource_type in repo.store.write_hooks
+    hooked = not _independent(repo, resource_type)  # then inserted one at a time
     outcomes: list[WriteOutcome | None] = [None] * len(items)
     delegated: set[int] = set()
     new: list[tuple[int, str, dict[str, Any]]] = []

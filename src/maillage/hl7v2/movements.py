@@ -27,13 +27,15 @@ identity (its traits may lag behind the last A31).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hl7
 import orjson
 
 from maillage.fhir.matching import identifier_criteria as criteria
+from maillage.fhir.model import StoredResource
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.movements_mapping import (
     CANCELS,
@@ -140,54 +142,66 @@ class MovementsHandler:
         self.store = store
 
     async def __call__(self, context: MessageContext) -> Outcome:
-        site = context.site
-        if site is None:
-            raise MovementDataError("MSH-4: the message has no configured site")
-        message = context.message
-        trigger = context.trigger_event
+        site = _site(context)
         repo = Repository(self.store, RequestContext.system(f"hl7:{site.code}"), context.conn)
-        if trigger == "A44":
-            return await self._move_account(repo, message, site)
-        read = read_movement(message, trigger, site)  # data errors before any read
-        patient_id = await patient_of(repo, message, site)
-        subject = f"Patient/{patient_id}"
-        visit_criteria = criteria(site.visit_number_system, read.visit)
-        visits = await repo.find_identified("Encounter", site.visit_number_system, read.visit)
-        if len(visits) > 1:
-            raise MovementDataError(f"PV1-19: several Encounters carry visit {read.visit!r}")
-        current: dict[str, Any] = orjson.loads(visits[0].body or "{}") if visits else {}
-        if not current and not (read.action == "INSERT" and trigger in OPENING):
-            raise MovementDataError(
-                f"PV1-19: no visit {read.visit!r} at site {site.code}: {trigger} needs the "
-                "visit opened first (A05, A14, A01 or A04)"
-            )
-        if current and current.get("subject", {}).get("reference") != subject:
-            raise MovementDataError(
-                f"PV1-19: visit {read.visit!r} belongs to another patient (an A44 moves it)"
-            )
-        recorded = movements_of(current)
-        movements = apply(recorded, read)
-        if read.action == "UPDATE" and movements is recorded:
-            found = next(m for m in recorded if m.id == read.movement.id)
-            if stale(found, read.movement):
-                return Outcome(
-                    "processed",
-                    f"MSH-7: this Z99 is older than the last message that wrote movement "
-                    f"{found.id!r} ({found.recorded}): not applied",
-                )
-        account = read.account or _account_of(current, site)
-        body = encounter(movements, visit=read.visit, account=account, subject=subject, site=site)
-        if "id" in current:
-            body["id"] = current["id"]
-        outcome = await repo.conditional_update("Encounter", visit_criteria, body)
-        log.debug(
-            "hl7 message %d: %s movement %s (changed: %s)",
-            context.id,
-            read.action,
-            trigger,
-            outcome.changed,
+        if context.trigger_event == "A44":
+            return await self._move_account(repo, context.message, site)
+        read = _read(context, site)  # data errors before any read
+        patient_id = _one_patient(
+            await repo.find_identified("Patient", site.ipp_system, read.ipp), site
         )
+        visits = await repo.find_identified("Encounter", site.visit_number_system, read.visit)
+        decided = _decide(read, site, patient_id, visits)
+        if isinstance(decided, Outcome):
+            return decided
+        (outcome,) = await repo.conditional_update_many("Encounter", [decided])
+        _logged(read, outcome.changed)
         return PROCESSED
+
+    async def many(self, contexts: list[MessageContext]) -> dict[int, Outcome]:
+        """Several movements of one site, each of another visit: one patient lookup, one
+        visit lookup and one group write of the Encounters. A message that cannot be
+        read or decided this way (A44, an unknown patient, a data error, a visit another
+        message of the group also names) is left out: processed alone."""
+        site = _site(contexts[0])
+        reads: list[_Read] = []
+        visits_seen: set[str] = set()
+        for context in contexts:
+            if context.trigger_event == "A44":
+                continue
+            try:
+                read = _read(context, site)
+            except Exception:  # left to be processed alone
+                continue
+            if read.movement.visit not in visits_seen:
+                visits_seen.add(read.movement.visit)
+                reads.append(read)
+        if not reads:
+            return {}
+        repo = Repository(self.store, RequestContext.system(f"hl7:{site.code}"), contexts[0].conn)
+        patients = await repo.find_identified_many(
+            "Patient", site.ipp_system, [read.ipp for read in reads]
+        )
+        encounters = await repo.find_identified_many(
+            "Encounter", site.visit_number_system, [read.visit for read in reads]
+        )
+        outcomes: dict[int, Outcome] = {}
+        writes: list[tuple[_Read, tuple[list[tuple[str, str]], dict[str, Any]]]] = []
+        for read in reads:
+            try:
+                patient_id = _one_patient(patients.get(read.ipp, []), site)
+                decided = _decide(read, site, patient_id, encounters.get(read.visit, []))
+            except Exception:
+                continue
+            if isinstance(decided, Outcome):
+                outcomes[read.context.id] = decided
+            else:
+                writes.append((read, decided))
+        written = await repo.conditional_update_many("Encounter", [item for _, item in writes])
+        for (read, _), outcome in zip(writes, written, strict=True):
+            _logged(read, outcome.changed)
+            outcomes[read.context.id] = PROCESSED
+        return outcomes
 
     async def _move_account(
         self, repo: Repository, message: hl7.Message, site: SiteConfig
@@ -215,6 +229,91 @@ class MovementsHandler:
         return PROCESSED
 
 
+@dataclass
+class _Read:
+    context: MessageContext
+    movement: MovementMessage
+    ipp: str
+
+    @property
+    def visit(self) -> str:
+        return self.movement.visit
+
+
+def _site(context: MessageContext) -> SiteConfig:
+    if context.site is None:
+        raise MovementDataError("MSH-4: the message has no configured site")
+    return context.site
+
+
+def _read(context: MessageContext, site: SiteConfig) -> _Read:
+    """The movement and PID-3's IPP (the ORU handler's rule, shared)."""
+    movement = read_movement(context.message, context.trigger_event, site)
+    ipp = site_ipp_of(context.message, site)
+    if not ipp:
+        raise MovementDataError(f"PID-3: no IPP of site {site.code}")
+    return _Read(context, movement, ipp)
+
+
+def _one_patient(found: Sequence[StoredResource], site: SiteConfig) -> str:
+    """The one Patient carrying the IPP; ``UnknownPatient`` (retried, then dead-lettered)
+    when none or several do, as for ORU^R01."""
+    if len(found) != 1:
+        how = "no Patient carries" if not found else "several Patients carry"
+        raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
+    return found[0].id
+
+
+Write = tuple[list[tuple[str, str]], dict[str, Any]]
+
+
+def _decide(
+    read: _Read, site: SiteConfig, patient_id: str, visits: Sequence[StoredResource]
+) -> Outcome | Write:
+    """The visit's Encounter after the movement, to write by conditional update on the
+    visit number; or the outcome when nothing is to be written (a stale Z99)."""
+    movement = read.movement
+    trigger = read.context.trigger_event
+    subject = f"Patient/{patient_id}"
+    if len(visits) > 1:
+        raise MovementDataError(f"PV1-19: several Encounters carry visit {read.visit!r}")
+    current: dict[str, Any] = orjson.loads(visits[0].body or "{}") if visits else {}
+    if not current and not (movement.action == "INSERT" and trigger in OPENING):
+        raise MovementDataError(
+            f"PV1-19: no visit {read.visit!r} at site {site.code}: {trigger} needs the "
+            "visit opened first (A05, A14, A01 or A04)"
+        )
+    if current and current.get("subject", {}).get("reference") != subject:
+        raise MovementDataError(
+            f"PV1-19: visit {read.visit!r} belongs to another patient (an A44 moves it)"
+        )
+    recorded = movements_of(current)
+    movements = apply(recorded, movement)
+    if movement.action == "UPDATE" and movements is recorded:
+        found = next(m for m in recorded if m.id == movement.movement.id)
+        if stale(found, movement.movement):
+            return Outcome(
+                "processed",
+                f"MSH-7: this Z99 is older than the last message that wrote movement "
+                f"{found.id!r} ({found.recorded}): not applied",
+            )
+    account = movement.account or _account_of(current, site)
+    body = encounter(movements, visit=read.visit, account=account, subject=subject, site=site)
+    if "id" in current:
+        body["id"] = current["id"]
+    return criteria(site.visit_number_system, read.visit), body
+
+
+def _logged(read: _Read, changed: bool) -> None:
+    log.debug(
+        "hl7 message %d: %s movement %s (changed: %s)",
+        read.context.id,
+        read.movement.action,
+        read.context.trigger_event,
+        changed,
+    )
+
+
 def _account_of(current: dict[str, Any], site: SiteConfig) -> str:
     system = account_system(site)
     return next(
@@ -223,19 +322,15 @@ def _account_of(current: dict[str, Any], site: SiteConfig) -> str:
 
 
 async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -> str:
-    """The Patient carrying PID-3's IPP of the site; ``UnknownPatient`` (retried, then
-    dead-lettered) when none or several do, as for ORU^R01."""
+    """The Patient carrying PID-3's IPP of the site (see ``_one_patient``)."""
     ipp = site_ipp_of(message, site)  # the ORU handler's rule, shared
     if not ipp:
         raise MovementDataError(f"PID-3: no IPP of site {site.code}")
-    found = await repo.find_identified("Patient", site.ipp_system, ipp)
-    if len(found) != 1:
-        how = "no Patient carries" if not found else "several Patients carry"
-        raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
-    return found[0].id
+    return _one_patient(await repo.find_identified("Patient", site.ipp_system, ipp), site)
 
 
 def register_movements(registry: HandlerRegistry, store: FhirStore) -> None:
     handler = MovementsHandler(store)
-    for trigger in (*TRIGGERS, "A44"):
-        registry.register("ADT", trigger, handler, writes=True)
+    for trigger in TRIGGERS:
+        registry.register("ADT", trigger, handler, writes=True, many=handler.many)
+    registry.register("ADT", "A44", handler, writes=True)

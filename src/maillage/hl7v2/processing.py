@@ -23,6 +23,10 @@ alone. The claimed messages are heads of distinct patients, so the order between
 is free. If the group fails as a whole, its savepoint is rolled back and each of its
 messages is processed alone, as if the group had not been tried: the outcome of every
 message is the one processing it alone gives.
+
+The audit events of a batch's writes are held and staged in one statement before the
+batch commits (``AuditJournal.held``); those of a message or group rolled back to its
+savepoint are dropped with its writes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from dataclasses import dataclass
 import hl7
 import psycopg
 
+from maillage.audit.journal import AuditJournal
+from maillage.audit.store import PendingEvent
 from maillage.hl7v2 import parsing
 from maillage.hl7v2.sites import SiteConfig, SiteRegistry
 from maillage.hl7v2.store import ClaimedMessage, MessageStore
@@ -191,8 +197,10 @@ class Processor:
         concurrency: int = 2,
         batch: int = 50,
         poll_interval_s: float = 1.0,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal
         self.handlers = handlers
         self.sites = sites
         self.retry = retry
@@ -230,26 +238,41 @@ class Processor:
             claimed = await self.store.claim(conn, self.batch)
             contexts = [self._context(conn, message) for message in claimed]
             done: dict[int, Outcome] = {}
+            events: list[PendingEvent] = []
             bounded = False
             for registered, members in self._groups(contexts):
-                done.update(await self._process_group(conn, registered, members))
+                with self._holding() as held:
+                    outcomes = await self._process_group(conn, registered, members)
+                if outcomes:
+                    done.update(outcomes)
+                    events.extend(held)
                 await self._bound_lock_waits(conn)
                 bounded = True
             for context in contexts:
                 if context.id in done:
                     continue
-                outcome = await self._process(context)
+                with self._holding() as held:
+                    outcome = await self._process(context)
                 context.release()
                 if not bounded:
                     await self._bound_lock_waits(conn)
                     bounded = True
                 if outcome is not None:
                     done[context.id] = outcome
+                    events.extend(held)
+            if events and self.journal is not None:
+                await self.journal.stage_held(conn, events)
             await self.store.finish(
                 conn,
                 [(c.id, done[c.id].status, done[c.id].note) for c in contexts if c.id in done],
             )
         return len(claimed)
+
+    def _holding(self) -> contextlib.AbstractContextManager[list[PendingEvent]]:
+        """The audit events of one message's (or group's) writes, held (see above)."""
+        if self.journal is None:
+            return contextlib.nullcontext([])
+        return self.journal.held()
 
     @staticmethod
     async def _bound_lock_waits(conn: psycopg.AsyncConnection) -> None:
@@ -263,15 +286,15 @@ class Processor:
     def _groups(
         self, contexts: list[MessageContext]
     ) -> list[tuple[Registered, list[MessageContext]]]:
-        """The messages a group handler takes together: two or more of one handler and
-        one site (a first attempt only: a message that failed before goes alone, so that
-        its failure is its own)."""
-        groups: dict[tuple[int, str], tuple[Registered, list[MessageContext]]] = {}
+        """The messages a group handler takes together: two or more of one group handler
+        (whatever their trigger events) and one site; a first attempt only: a message
+        that failed before goes alone, so that its failure is its own."""
+        groups: dict[tuple[GroupHandler, str], tuple[Registered, list[MessageContext]]] = {}
         for context in contexts:
             registered = self.handlers.resolve(context.message_type, context.trigger_event)
             if registered.many is None or context.site is None or context.attempts:
                 continue
-            key = (id(registered), context.site.code)
+            key = (registered.many, context.site.code)
             groups.setdefault(key, (registered, []))[1].append(context)
         return [group for group in groups.values() if len(group[1]) > 1]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from maillage.audit.journal import AuditJournal
 from maillage.fhir.repository import FhirStore
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation, build_ack
 from maillage.hl7v2.framing import Event, Stray
@@ -49,6 +50,7 @@ class Gateway:
         *,
         settings: Settings,
         handlers: HandlerRegistry | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.sites = sites
         self.settings = settings
@@ -64,6 +66,7 @@ class Gateway:
             ),
             concurrency=settings.hl7_workers,
             poll_interval_s=settings.hl7_poll_interval_s,
+            journal=journal,
         )
         self.metrics = GatewayMetrics(self.store)
         self.server: MllpServer | None = None
@@ -264,4 +267,6 @@ def build_gateway(
             register_results(handlers, fhir)
             register_identity(handlers, fhir)
             register_movements(handlers, fhir)
-    return Gateway(database, sites, settings=settings, handlers=handlers)
+    # the audit events of the conversions' writes: held per batch, staged before it commits
+    journal = fhir.journal if fhir is not None else None
+    return Gateway(database, sites, settings=settings, handlers=handlers, journal=journal)

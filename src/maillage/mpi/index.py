@@ -71,6 +71,9 @@ def internal_writes() -> Iterator[None]:
 class PatientIndex:
     """The territorial patient index (one per process)."""
 
+    # Filing a Patient may rewrite another one (its golden record): see fhir/write_hooks.py.
+    independent = False
+
     def __init__(self, model: Model) -> None:
         self.model = model
         self.scorer = Scorer(model)

@@ -14,6 +14,8 @@ from maillage.security.care import CARE_TYPES, OBJECTION_TYPE, grants_of, object
 class CareRelationships:
     """The write hook of one care type: a write replaces its grants, a delete drops them."""
 
+    independent = True  # a write touches its own grants only
+
     def __init__(self, resource_type: str, *, recent_days: int) -> None:
         if resource_type not in CARE_TYPES:
             raise ValueError(f"{resource_type} grants no care relationship")
@@ -34,6 +36,8 @@ class CareRelationships:
 
 class Objections:
     """The write hook of Consent: an active denial records the patient's objection."""
+
+    independent = True  # a write touches its own objection only
 
     async def before_write(
         self,

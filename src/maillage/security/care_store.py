@@ -27,18 +27,23 @@ class GlassAccess:
 async def replace_grants(
     conn: psycopg.AsyncConnection, source_type: str, source_id: str, grants: Sequence[Grant]
 ) -> None:
-    """The grants of one source resource, replacing what it granted before."""
+    """The grants of one source resource, replacing what it granted before (one statement:
+    the delete sees the rows as they were before it, not those it inserts)."""
     await conn.execute(
-        "DELETE FROM care_access WHERE source_type = %s AND source_id = %s",
-        (source_type, source_id),
+        "WITH gone AS (DELETE FROM care_access WHERE source_type = %(type)s"
+        " AND source_id = %(id)s)"
+        " INSERT INTO care_access (patient_id, principal, until, source_type, source_id)"
+        " SELECT g.patient, g.principal, g.until, %(type)s, %(id)s"
+        " FROM unnest(%(patients)s::text[], %(principals)s::text[], %(until)s::timestamptz[])"
+        " AS g(patient, principal, until)",
+        {
+            "type": source_type,
+            "id": source_id,
+            "patients": [g.patient_id for g in grants],
+            "principals": [g.principal for g in grants],
+            "until": [g.until for g in grants],
+        },
     )
-    if grants:
-        async with conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO care_access (patient_id, principal, until, source_type, source_id)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                [(g.patient_id, g.principal, g.until, source_type, source_id) for g in grants],
-            )
 
 
 async def open_glass(
