@@ -238,3 +238,31 @@ def test_a_resource_two_items_match_is_written_as_one_by_one(clean_database: str
     stored = _stored(clean_database)["resources"]
     assert stored["D1"]["content"]["identifier"] == [both[0]]
     assert stored["D2"]["content"]["valueQuantity"]["value"] == 6
+
+
+@pytest.mark.parametrize("number", ["L1", "a,b|c"])  # the token lookup, and the search
+def test_a_locked_find_holds_the_conditional_writes_lock_to_the_end(
+    clean_database: str, number: str
+) -> None:
+    """Found under the criteria lock: another transaction's conditional write on that
+    identifier waits until this one ends (a create after none found is then the
+    conditional create)."""
+    from maillage.fhir.matching import criteria_lock_key, identifier_criteria
+
+    key = criteria_lock_key("Observation", identifier_criteria(SYSTEM, number))
+
+    def taken_elsewhere() -> bool:
+        with psycopg.connect(clean_database, autocommit=True) as other:
+            row = other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()
+        return not (row and row[0])
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        async with _repository(clean_database) as repo, repo.atomic() as bound:
+            plain = await bound.find_identified("Observation", SYSTEM, number)
+            before = taken_elsewhere()
+            locked = await bound.find_identified("Observation", SYSTEM, number, lock=True)
+            during = taken_elsewhere()
+            assert plain == locked == []
+        return before, during, taken_elsewhere()
+
+    assert asyncio.run(scenario()) == (False, True, False)

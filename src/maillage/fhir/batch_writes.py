@@ -194,17 +194,32 @@ async def conditional_update_many(
 
 
 async def find_identified(
-    repo: Repository, conn: psycopg.AsyncConnection, resource_type: str, system: str, value: str
+    repo: Repository,
+    conn: psycopg.AsyncConnection,
+    resource_type: str,
+    system: str,
+    value: str,
+    *,
+    lock: bool = False,
 ) -> list[StoredResource] | None:
     """The current resources an ``identifier=system|value`` search finds for this caller,
-    or None when the type has no such search (the caller then searches)."""
-    hashed = identifier_hash(resource_type, [("identifier", f"{system}|{value}")])
+    or None when the type has no such search (the caller then searches). With ``lock``,
+    the criteria lock of a conditional write on that identifier is taken first, in the
+    same round trip, and held to the end of the transaction: what is found stays true
+    for this transaction's writes, as in ``conditional_update_many``."""
+    criteria = [("identifier", f"{system}|{value}")]
+    hashed = identifier_hash(resource_type, criteria)
     if hashed is None:
         return None
     repo._authorize(Action.SEARCH, resource_type)
     query = _FIND.format(visible=repo._visible(Action.SEARCH, "r", resource_type))
-    cursor = await conn.execute(query, (hashed, resource_type))
-    rows = await cursor.fetchall()
+    if not lock:
+        cursor = await conn.execute(query, (hashed, resource_type))
+        return [StoredResource.from_row(row) for row in await cursor.fetchall()]
+    async with conn.pipeline():
+        await conn.execute(_LOCK, ([criteria_lock_key(resource_type, criteria)],))
+        cursor = await conn.execute(query, (hashed, resource_type))
+        rows = await cursor.fetchall()
     return [StoredResource.from_row(row) for row in rows]
 
 
@@ -237,6 +252,13 @@ async def find_identified_many(
         for value in by_hash[int(hashed)]:
             found[value].append(StoredResource.from_row(tuple(row)))
     return found, left
+
+
+async def lock_criteria(
+    conn: psycopg.AsyncConnection, resource_type: str, criteria: Criteria
+) -> None:
+    """A conditional write's criteria lock, held to the end of the transaction."""
+    await conn.execute(_LOCK, ([criteria_lock_key(resource_type, criteria)],))
 
 
 def _checked(resource_type: str, body: Any) -> dict[str, Any]:

@@ -431,14 +431,22 @@ class Repository:
             return await batch_writes.conditional_update_many(repo, conn, resource_type, items)
 
     async def find_identified(
-        self, resource_type: str, system: str, value: str
+        self, resource_type: str, system: str, value: str, *, lock: bool = False
     ) -> list[StoredResource]:
         """What ``{type}?identifier=system|value&_count=2`` finds (none, one, or two of
-        several), without the search engine's work around one token lookup."""
+        several), without the search engine's work around one token lookup. ``lock``
+        (in a transaction): a conditional write's criteria lock on that identifier is
+        taken first and held, so that a create that follows none found is the
+        conditional create (``batch_writes.find_identified``)."""
         async with self._single_statement() as conn:
-            found = await batch_writes.find_identified(self, conn, resource_type, system, value)
+            found = await batch_writes.find_identified(
+                self, conn, resource_type, system, value, lock=lock
+            )
         if found is None:
             criteria = identifier_criteria(system, value)
+            if lock:
+                async with self._single_statement() as conn:
+                    await batch_writes.lock_criteria(conn, resource_type, criteria)
             page = await self.search(resource_type, [*criteria, ("_count", "2")])
             return page.entries
         return found

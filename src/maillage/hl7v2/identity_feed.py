@@ -2,9 +2,10 @@
 patient identifier list, IPP or INS), A40 (merge) and, with the Link/Unlink option, A24
 (link) and A37 (unlink), written through the FHIR store.
 
-A28/A31 write the site's source identity (``identity_mapping.source_identity``) by
-conditional update on the site's IPP (a known one at the version read: a merge committed
-meanwhile fails the write, retried), on the message's own transaction: the patient
+A28/A31 write the site's source identity (``identity_mapping.source_identity``) as a
+conditional update on the site's IPP does: found under that identifier's criteria lock,
+then created, or updated at the version read (a merge committed meanwhile fails the
+write, retried), on the message's own transaction: the patient
 index's write hook matches and places it in the same transaction, and a replay changes
 nothing (the same content makes no new version). A known Patient keeps what the message
 does not carry: other systems' identifiers, its merge state (``active``, links). What
@@ -31,7 +32,6 @@ from typing import Any
 
 import orjson
 
-from maillage.fhir.matching import identifier_criteria as criteria
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.hl7v2.identity_mapping import (
     IdentityDataError,
@@ -83,8 +83,10 @@ class _Handler:
         return Repository(self.store, RequestContext.system(f"hl7:{site.code}"), context.conn), site
 
     @staticmethod
-    async def _find(repo: Repository, system: str, value: str, where: str) -> Found | None:
-        found = await repo.find_identified("Patient", system, value)
+    async def _find(
+        repo: Repository, system: str, value: str, where: str, *, lock: bool = False
+    ) -> Found | None:
+        found = await repo.find_identified("Patient", system, value, lock=lock)
         if len(found) > 1:
             raise IdentityDataError(f"{where}: several Patients carry this identifier")
         entry = found[0] if found else None
@@ -100,13 +102,13 @@ class IdentityUpdate(_Handler):
         repo, site = self._repo(context)
         mapped = source_identity(context.message, site)
         body = mapped.patient
-        stored = await self._find(repo, site.ipp_system, mapped.ipp, "PID-3")
+        # Found under the IPP's criteria lock (held to the end of the message's
+        # transaction): a create when none is found is the conditional create.
+        stored = await self._find(repo, site.ipp_system, mapped.ipp, "PID-3", lock=True)
         if stored is None:
             if context.trigger_event == "A31":
                 mapped.notes.append("A31 for an IPP the hub did not know: the identity was created")
-            outcome = await repo.conditional_update(
-                "Patient", criteria(site.ipp_system, mapped.ipp), body
-            )
+            outcome = await repo.create(body)
         else:
             # The version read: a merge committed meanwhile (another patient key's A40)
             # fails this write (412), and the retry carries the merge state over.

@@ -33,6 +33,7 @@ from maillage.fhir.repository import Repository
 from maillage.identity.blocking import blocking_keys
 from maillage.identity.checks import is_ipp, reliability_status
 from maillage.identity.golden import (
+    Golden,
     build_golden,
     is_territorial,
     retired_golden,
@@ -146,9 +147,13 @@ class PatientIndex:
             never=state.never,
         )
         territorial_id = placement.territorial_id or new_territorial_id()
-        # The index's writes depend on nothing they return: one round trip for them all.
+        new = placement.territorial_id is None
+        # The golden record is built from the other sources as they are (this write's
+        # own rows do not change them) before the index's writes, which then depend on
+        # nothing they return: one round trip for them all, its state included.
+        golden = await self._golden(conn, territorial_id, (patient_id, patient), new=new)
         async with conn.pipeline():
-            if placement.territorial_id is None:
+            if new:
                 await store.ensure_territorial(conn, territorial_id)
             row = source_row(
                 patient_id, patient, prepared, keys, existing, placement, territorial_id
@@ -157,12 +162,10 @@ class PatientIndex:
             if placement.review or existing is not None:  # a new identity: nothing to close
                 await candidate_store.file_review(conn, patient_id, placement.review)
             await self._record(conn, repo, patient_id, current, territorial_id, placement)
-        await self.refresh_golden(
-            repo,
-            territorial_id,
-            incoming=(patient_id, patient),
-            new=placement.territorial_id is None,
-        )
+            await store.set_territorial_state(
+                conn, territorial_id, active=True, trait_sources=golden.trait_sources
+            )
+        await self._write_golden(repo, territorial_id, golden.body, new=new)
         if current is not None and current != territorial_id:
             await self.refresh_golden(repo, current, successor=territorial_id)
         return territorial_id
@@ -192,43 +195,53 @@ class PatientIndex:
         repo: Repository,
         territorial_id: str,
         *,
-        incoming: tuple[str, dict[str, Any]] | None = None,
         successor: str | None = None,
-        new: bool = False,
     ) -> None:
-        """Rewrite a territorial identity's golden record from its active sources
-        (``incoming``: a source being written, not stored yet; ``new``: a territorial identity
-        this write creates, ``incoming`` its only source)."""
+        """Rewrite a territorial identity's golden record from its active sources (none
+        left: retired, pointing to ``successor``)."""
         conn = repo_connection(repo)
+        bodies = await store.member_patients(conn, territorial_id)
+        if bodies:
+            golden = build_golden(territorial_id, bodies)
+            await self._write_golden(repo, territorial_id, golden.body)
+            await store.set_territorial_state(
+                conn, territorial_id, active=True, trait_sources=golden.trait_sources
+            )
+        else:
+            retired = retired_golden(territorial_id, successor)
+            await self._write_golden(repo, territorial_id, retired)
+            await store.set_territorial_state(conn, territorial_id, active=False, trait_sources={})
+
+    async def _golden(
+        self,
+        conn: psycopg.AsyncConnection,
+        territorial_id: str,
+        incoming: tuple[str, dict[str, Any]],
+        *,
+        new: bool,
+    ) -> Golden:
+        """The golden record with ``incoming`` (a source being written, not stored yet)
+        among the sources (its only one when ``new``: a territorial identity this write
+        creates)."""
+        # not stamped yet: it is the most recent version of its source
+        meta = {**(incoming[1].get("meta") or {}), "lastUpdated": now_iso()}
+        bodies = [{**incoming[1], "id": incoming[0], "meta": meta}]
+        if not new:
+            bodies.extend(await store.member_patients(conn, territorial_id, exclude=incoming[0]))
+        return build_golden(territorial_id, bodies)
+
+    async def _write_golden(
+        self, repo: Repository, territorial_id: str, body: dict[str, Any], *, new: bool = False
+    ) -> None:
         # The index reads and writes with its own context: the golden record gathers
         # every site's source, whatever the caller may see.
-        repo = Repository(repo.store, INDEX_CONTEXT, conn)
-        bodies: list[dict[str, Any]] = []
-        if incoming is not None:
-            # not stamped yet: it is the most recent version of its source
-            meta = {**(incoming[1].get("meta") or {}), "lastUpdated": now_iso()}
-            bodies.append({**incoming[1], "id": incoming[0], "meta": meta})
-        if not new:
-            exclude = incoming[0] if incoming is not None else None
-            bodies.extend(await store.member_patients(conn, territorial_id, exclude=exclude))
+        repo = Repository(repo.store, INDEX_CONTEXT, repo_connection(repo))
         with internal_writes():
-            if bodies:
-                golden = build_golden(territorial_id, bodies)
-                if new:
-                    # a territorial identity created by this write: nothing to lock
-                    await repo.create(golden.body, resource_id=territorial_id)
-                else:
-                    await repo.update("Patient", territorial_id, golden.body)
-                await store.set_territorial_state(
-                    conn, territorial_id, active=True, trait_sources=golden.trait_sources
-                )
+            if new:
+                # a territorial identity created by this write: nothing to lock
+                await repo.create(body, resource_id=territorial_id)
             else:
-                await repo.update(
-                    "Patient", territorial_id, retired_golden(territorial_id, successor)
-                )
-                await store.set_territorial_state(
-                    conn, territorial_id, active=False, trait_sources={}
-                )
+                await repo.update("Patient", territorial_id, body)
 
     async def _record(
         self,
