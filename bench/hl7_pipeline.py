@@ -17,9 +17,11 @@ the processing lag stays bounded. Client on the same machine, 4 MLLP connections
    core's CPU; (b) the FHIR store work the handlers do, without HL7: the same searches
    and conditional updates through a ``FhirStore`` built as ``maillage gateway`` builds
    it (patient index and care hooks on, matching against the same base),
-   ``--processors`` tasks, 50 messages per transaction with a savepoint each (as the
-   processor), on registrations of the same set put aside for it (the hub's own are left
-   new for the hub); after a warm-up and VACUUM ANALYZE, as the hub gets.
+   ``--processors`` tasks, 50 messages per transaction taken as the processor takes
+   them (one per patient; a site's movements, and its lab results, as one group in a
+   savepoint, as the handlers' group paths write them; the others a savepoint each), on
+   registrations of the same set put aside for it (the hub's own are left new for the
+   hub); after a warm-up and VACUUM ANALYZE, as the hub gets.
 3. ``maillage gateway --processes`` ``--hub-processes`` (the first listens and processes,
    the others process; ``--mode serve``: ``maillage serve --workers 2``, listener in one
    worker, processor in the other) with ``--processors`` processor tasks each; a warm-up feed
@@ -310,8 +312,14 @@ Op = Callable[[Any], Awaitable[None]]  # given a Repository bound to the batch's
 
 @dataclass
 class FloorOp:
+    """One message's store work: alone (``run``), or with the others of its ``group`` and
+    site in the batch (``item``), as the handlers' group paths take them."""
+
     site: str
+    patient: str  # a batch takes one operation per patient, as the processor's claim
     run: Op
+    group: str | None = None
+    item: Any = None
 
 
 class StoreFloor:
@@ -366,7 +374,6 @@ class StoreFloor:
     def adt_ops(self, chains: list[list[Message]]) -> list[list[FloorOp]]:
         """Per patient: the A28's Patient (IdentityUpdate, new IPP) and the A01's Encounter
         (MovementsHandler, opening insert)."""
-        from maillage.fhir.matching import identifier_criteria as criteria
         from maillage.hl7v2.identity_mapping import source_identity
         from maillage.hl7v2.movements import apply
         from maillage.hl7v2.movements_mapping import encounter, read_movement
@@ -377,9 +384,7 @@ class StoreFloor:
             code = str(message.extract_field("MSH", 1, 4, 1, 1))
             site = next(s for s in self.sites.sites if s.sending_facility == code)
             mapped = source_identity(message, site)
-            by_ipp = criteria(site.ipp_system, mapped.ipp)
             read = read_movement(self._parsed(a01), "A01", site)
-            by_visit = criteria(site.visit_number_system, read.visit)
             body = encounter(
                 apply([], read),
                 visit=read.visit,
@@ -387,10 +392,11 @@ class StoreFloor:
                 subject="Patient/-",
                 site=site,
             )
+            movement = (site, mapped.ipp, read.visit, body)
             found.append(
                 [
-                    FloorOp(site.code, _a28_op(by_ipp, mapped.patient)),
-                    FloorOp(site.code, _a01_op(by_ipp, by_visit, body)),
+                    FloorOp(site.code, mapped.ipp, _a28_op(site, mapped.ipp, mapped.patient)),
+                    FloorOp(site.code, mapped.ipp, _a01_op(movement), "a01", movement),
                 ]
             )
         return found
@@ -398,7 +404,6 @@ class StoreFloor:
     def oru_ops(self, messages: list[tuple[Identity, Message]]) -> list[list[FloorOp]]:
         """Per message: ResultsHandler's patient and encounter searches, ten Observations
         (one group) and the DiagnosticReport by conditional update."""
-        from maillage.fhir.matching import identifier_criteria as criteria
         from maillage.hl7v2.results import _order_groups
         from maillage.hl7v2.results_mapping import (
             diagnostic_report,
@@ -417,24 +422,15 @@ class StoreFloor:
                 observation(obx, order, n, site, {}) for n, obx in enumerate(results, 1)
             ]
             report = diagnostic_report(obr, order, site, {}, [])
-            found.append(
-                [
-                    FloorOp(
-                        site.code,
-                        _oru_op(
-                            criteria(site.ipp_system, person.ipp),
-                            criteria(site.visit_number_system, person.visit),
-                            observations,
-                            report,
-                        ),
-                    )
-                ]
-            )
+            oru = (site, person.ipp, person.visit, observations, report)
+            found.append([FloorOp(site.code, person.ipp, _oru_op(oru), "oru", oru)])
         return found
 
     async def run(self, chains: list[list[FloorOp]], tasks: int) -> dict[str, Any]:
         """``tasks`` lanes (a patient's operations in one lane, in order, ``CHAIN_LAG``
-        patients apart), each ``BATCH`` operations per transaction, a savepoint each."""
+        patients apart), each taken ``BATCH`` operations per transaction as the processor
+        takes its messages: one per patient, the groups first (each in a savepoint),
+        then the others (a savepoint each)."""
         from maillage.security import RequestContext
 
         contexts = {
@@ -451,30 +447,53 @@ class StoreFloor:
             keyed.sort(key=lambda item: item[:3])
             lanes.append([item[3] for item in keyed])
 
-        async def worker(ops: list[FloorOp]) -> None:
+        async def batch(conn: Any, ops: list[FloorOp]) -> set[int]:
+            """The positions in ``ops`` done (committed with the batch)."""
             from maillage.fhir.repository import Repository
 
-            # As the gateway's processor does: after a transaction's first operation,
-            # lock waits are bounded, and a busy operation starts the next transaction
-            # (two lanes' transactions would otherwise deadlock on the patient index's
-            # blocking keys).
-            start = 0
-            while start < len(ops):
+            done: set[int] = set()
+            groups: dict[tuple[str, str], list[int]] = {}
+            for position, op in enumerate(ops):
+                if op.group is not None:
+                    groups.setdefault((op.group, op.site), []).append(position)
+            units: list[tuple[list[int], str | None]] = [
+                (members, key[0]) for key, members in groups.items() if len(members) > 1
+            ]
+            grouped = {position for members, _ in units for position in members}
+            units += [([n], None) for n in range(len(ops)) if n not in grouped]
+            for number, (members, group) in enumerate(units):
+                # As the gateway's processor does: after a batch's first piece of work,
+                # lock waits are bounded, and a busy one ends the batch (two lanes'
+                # transactions would otherwise deadlock on the patient index's keys).
+                if number == 1:
+                    await conn.execute(f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'")
+                repo = Repository(self.store, contexts[ops[members[0]].site], conn)
+                try:
+                    async with conn.transaction():
+                        if group is None:
+                            await ops[members[0]].run(repo)
+                        else:
+                            await FLOOR_GROUPS[group](repo, [ops[n].item for n in members])
+                except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+                    break
+                done.update(members)
+            return done
+
+        async def worker(ops: list[FloorOp]) -> None:
+            pending = list(ops)
+            while pending:
+                taken: list[int] = []
+                seen: set[str] = set()
+                for position, op in enumerate(pending):
+                    if op.patient not in seen:
+                        taken.append(position)
+                    seen.add(op.patient)  # its later operations wait for this one
+                    if len(taken) == BATCH:
+                        break
                 async with self.database.transaction() as conn:
-                    for position, op in enumerate(ops[start : start + BATCH]):
-                        if position == 1:
-                            await conn.execute(
-                                f"SET LOCAL lock_timeout = '{BUSY_LOCK_TIMEOUT_MS}ms'"
-                            )
-                        try:
-                            async with conn.transaction():
-                                await op.run(Repository(self.store, contexts[op.site], conn))
-                        except (
-                            psycopg.errors.LockNotAvailable,
-                            psycopg.errors.DeadlockDetected,
-                        ):
-                            break
-                        start += 1
+                    done = await batch(conn, [pending[n] for n in taken])
+                finished = {taken[n] for n in done}
+                pending = [op for n, op in enumerate(pending) if n not in finished]
 
         count = sum(len(lane) for lane in lanes)
         postgres = _tree_cpu_s(self.postmaster) if self.postmaster else 0.0
@@ -494,64 +513,101 @@ class StoreFloor:
         }
 
 
-async def _found(repo: Any, resource_type: str, criteria: list[tuple[str, str]]) -> list[Any]:
-    """The handlers' lookup of a patient by IPP or a visit by number (no escapes here)."""
-    ((_, token),) = criteria
-    system, value = token.split("|")
-    return list(await repo.find_identified(resource_type, system, value))
+def _a28_op(site: Any, ipp: str, body: dict[str, Any]) -> Op:
+    """IdentityUpdate for a new IPP: found (none) under its criteria lock, created."""
 
-
-def _a28_op(by_ipp: list[tuple[str, str]], body: dict[str, Any]) -> Op:
     async def run(repo: Any) -> None:
-        if await _found(repo, "Patient", by_ipp):
+        if await repo.find_identified("Patient", site.ipp_system, ipp, lock=True):
             raise BenchError("store floor: the A28's IPP is already known")
-        await repo.conditional_update("Patient", by_ipp, body)
+        await repo.create(body)
 
     return run
 
 
-def _a01_op(by_ipp: list[tuple[str, str]], by_visit: list[tuple[str, str]], body: Any) -> Op:
+def _a01_op(item: Any) -> Op:
     async def run(repo: Any) -> None:
-        patients = await _found(repo, "Patient", by_ipp)
-        if len(patients) != 1:
-            raise BenchError("store floor: the A01's patient is not (only once) known")
-        if await _found(repo, "Encounter", by_visit):
-            raise BenchError("store floor: the A01's visit is already open")
-        written = {**body, "subject": {"reference": f"Patient/{patients[0].id}"}}
-        await repo.conditional_update("Encounter", by_visit, written)
+        await _a01_group(repo, [item])
 
     return run
 
 
-def _oru_op(
-    by_ipp: list[tuple[str, str]],
-    by_visit: list[tuple[str, str]],
-    observations: list[dict[str, Any]],
-    report: dict[str, Any],
-) -> Op:
+async def _a01_group(repo: Any, items: list[Any]) -> None:
+    """MovementsHandler's group: the patients, the visits, the Encounters written."""
+    from maillage.fhir.matching import identifier_criteria as criteria
+
+    site = items[0][0]
+    patients = await repo.find_identified_many(
+        "Patient", site.ipp_system, [ipp for _, ipp, _, _ in items]
+    )
+    visits = await repo.find_identified_many(
+        "Encounter", site.visit_number_system, [visit for _, _, visit, _ in items]
+    )
+    writes = []
+    for _, ipp, visit, body in items:
+        found = patients.get(ipp, [])
+        if len(found) != 1:
+            raise BenchError("store floor: the A01's patient is not (only once) known")
+        if visits.get(visit):
+            raise BenchError("store floor: the A01's visit is already open")
+        subject = {"reference": f"Patient/{found[0].id}"}
+        writes.append((criteria(site.visit_number_system, visit), {**body, "subject": subject}))
+    await repo.conditional_update_many("Encounter", writes)
+
+
+def _oru_op(item: Any) -> Op:
+    async def run(repo: Any) -> None:
+        await _oru_group(repo, [item])
+
+    return run
+
+
+async def _oru_group(repo: Any, items: list[Any]) -> None:
+    """ResultsHandler's group: the patients, the visits, all the Observations, then all
+    the DiagnosticReports, by conditional update."""
     from maillage.fhir.matching import identifier_criteria as criteria
 
     def key(resource: dict[str, Any]) -> list[tuple[str, str]]:
         first = resource["identifier"][0]
         return criteria(first["system"], first["value"])
 
-    async def run(repo: Any) -> None:
-        patients = await _found(repo, "Patient", by_ipp)
-        if len(patients) != 1:
+    site = items[0][0]
+    patients = await repo.find_identified_many(
+        "Patient", site.ipp_system, [ipp for _, ipp, *_ in items]
+    )
+    visits = await repo.find_identified_many(
+        "Encounter", site.visit_number_system, [visit for _, _, visit, *_ in items]
+    )
+    links = []
+    for _, ipp, visit, _, _ in items:
+        found = patients.get(ipp, [])
+        if len(found) != 1:
             raise BenchError("store floor: the ORU's patient is not (only once) known")
-        links: dict[str, Any] = {"subject": {"reference": f"Patient/{patients[0].id}"}}
-        visits = await _found(repo, "Encounter", by_visit)
-        if len(visits) == 1:
-            links["encounter"] = {"reference": f"Encounter/{visits[0].id}"}
-        outcomes = await repo.conditional_update_many(
-            "Observation", [(key(body), {**body, **links}) for body in observations]
-        )
-        ids = [outcome.resource.id for outcome in outcomes]
-        results = [{"reference": f"Observation/{rid}"} for rid in ids]
-        written = {**report, **links, "result": results}
-        await repo.conditional_update("DiagnosticReport", key(report), written)
+        link: dict[str, Any] = {"subject": {"reference": f"Patient/{found[0].id}"}}
+        if len(visits.get(visit, [])) == 1:
+            link["encounter"] = {"reference": f"Encounter/{visits[visit][0].id}"}
+        links.append(link)
+    bodies = [
+        {**body, **link}
+        for (*_, observations, _), link in zip(items, links, strict=True)
+        for body in observations
+    ]
+    outcomes = await repo.conditional_update_many(
+        "Observation", [(key(body), body) for body in bodies]
+    )
+    reports = []
+    for (*_, observations, report), link in zip(items, links, strict=True):
+        taken, outcomes = outcomes[: len(observations)], outcomes[len(observations) :]
+        results = [{"reference": f"Observation/{o.resource.id}"} for o in taken]
+        reports.append({**report, **link, "result": results})
+    await repo.conditional_update_many(
+        "DiagnosticReport", [(key(report), report) for report in reports]
+    )
 
-    return run
+
+FLOOR_GROUPS: dict[str, Callable[[Any, list[Any]], Awaitable[None]]] = {
+    "a01": _a01_group,
+    "oru": _oru_group,
+}
 
 
 async def store_floors(
@@ -988,7 +1044,7 @@ def report(
         "of one core's CPU; "
         f"(b) the same FHIR searches and writes through the hub's store, {tasks} tasks in one "
         "process, "
-        f"{BATCH} per transaction, without HL7.",
+        f"{BATCH} per transaction grouped as the handlers group them, without HL7.",
         "",
         "| phase | messages | end to end msg/s | ACK msg/s | target | floor (a) parse, 1 core "
         f"| floor (b) FHIR store, {tasks} tasks, 1 process "
