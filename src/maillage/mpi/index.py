@@ -124,18 +124,19 @@ class PatientIndex:
         if state is None:
             state = await store.write_state(conn, patient_id)
         existing = state.source
-        await store.lock_keys(conn, [*keys, *(existing.blocking if existing else [])])
-        if existing is not None:
-            existing = await store.get_source(conn, patient_id)  # as of the lock
+        # The reads after the key locks run once they are held (one round trip for all).
+        async with conn.pipeline():
+            await store.lock_keys(conn, [*keys, *(existing.blocking if existing else [])])
+            if existing is not None:
+                existing = await store.get_source(conn, patient_id)  # as of the lock
+            found = await store.candidates(conn, keys, patient_id, MAX_CANDIDATES)
         if existing is not None and not existing.active:
             row = source_row(patient_id, patient, prepared, keys, existing)
             await store.upsert_source(conn, row)
             return None
         scored = [
             Scored(other_id, other_territorial, self.scorer.score(prepared, traits))
-            for other_id, other_territorial, traits in await store.candidates(
-                conn, keys, patient_id, MAX_CANDIDATES
-            )
+            for other_id, other_territorial, traits in found
         ]
         current = existing.territorial_id if existing else None
         alone = current is None or (await store.members(conn, current)) == [patient_id]
