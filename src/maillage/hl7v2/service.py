@@ -17,6 +17,7 @@ from maillage.audit.journal import AuditJournal
 from maillage.fhir.repository import FhirStore
 from maillage.hl7v2.acks import AckContext, ErrorDetail, ErrorLocation, build_ack
 from maillage.hl7v2.framing import Event, Stray
+from maillage.hl7v2.group_commit import GroupCommit
 from maillage.hl7v2.identity_feed import register_identity
 from maillage.hl7v2.intake import Accepted, Rejected, analyze
 from maillage.hl7v2.metrics import GatewayMetrics
@@ -55,6 +56,7 @@ class Gateway:
         self.sites = sites
         self.settings = settings
         self.store = MessageStore(database, timeout_s=settings.hl7_store_timeout_s)
+        self.receipts = GroupCommit(self.store)  # the accepted messages' inserts
         self.processor = Processor(
             self.store,
             handlers or default_handlers(),
@@ -95,7 +97,7 @@ class Gateway:
 
     async def _store(self, raw: bytes, intake: Accepted) -> bytes:
         try:
-            stored = await self.store.insert(
+            stored = await self.receipts.insert(
                 NewMessage(
                     raw=raw,
                     status="received",

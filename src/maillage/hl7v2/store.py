@@ -1,7 +1,8 @@
 """The message store: the ``hl7_message`` table (migration 0004).
 
 Every write the ACK depends on is one autocommit INSERT: when it returns, the row is
-committed, and only then may the gateway answer AA. The processor's claim takes the
+committed, and only then may the gateway answer AA. Accepted messages that arrive while
+another is being stored share the next INSERT (``group_commit.py``). The processor's claim takes the
 oldest waiting message of each patient (``DISTINCT ON`` the patient key) and locks it
 with ``FOR UPDATE SKIP LOCKED``, so that two workers never hold two messages of one
 patient and a patient's next message waits until the previous one is done.
@@ -23,6 +24,15 @@ _INSERT = (
     " trigger_event, patient_key, charset, raw, status, error)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+# Several accepted messages in one statement (one commit); a key repeated within the
+# group is left out by the caller (the first one is stored, the others are duplicates).
+_INSERT_MANY = (
+    "INSERT INTO hl7_message (site, sender, control_id, idempotency_key, message_type,"
+    " trigger_event, patient_key, charset, raw, status, error)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[], %s::text[])"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
 )
 _SUMMARY_COLUMNS = (
     "id, received_at, site, control_id, message_type, trigger_event, status, attempts,"
@@ -89,24 +99,28 @@ class MessageStore:
     async def insert(self, message: NewMessage) -> int | None:
         """Commit one message; its id, or None when its idempotency key is already stored."""
         async with self.database.pool.connection(timeout=self.timeout_s) as conn:
-            cursor = await conn.execute(
-                _INSERT,
-                (
-                    _text(message.site),
-                    _text(message.sender),
-                    _text(message.control_id),
-                    _text(message.idempotency_key),
-                    _text(message.message_type),
-                    _text(message.trigger_event),
-                    _text(message.patient_key),
-                    message.charset,
-                    message.raw,
-                    message.status,
-                    _text(message.error),
-                ),
-            )
+            cursor = await conn.execute(_INSERT, _columns(message))
             row = await cursor.fetchone()
         return int(row[0]) if row else None
+
+    async def insert_many(self, messages: list[NewMessage]) -> list[int | None]:
+        """Commit accepted messages (each with an idempotency key) in one statement; each
+        one's id, or None when its key is already stored (or repeated before it here)."""
+        first: dict[str, int] = {}
+        for position, message in enumerate(messages):
+            assert message.idempotency_key is not None
+            first.setdefault(_text(message.idempotency_key) or "", position)
+        stored = [messages[position] for position in sorted(first.values())]
+        columns = list(zip(*(_columns(message) for message in stored), strict=True))
+        async with self.database.pool.connection(timeout=self.timeout_s) as conn:
+            cursor = await conn.execute(_INSERT_MANY, [list(column) for column in columns])
+            ids = {str(key): int(rid) for rid, key in await cursor.fetchall()}
+        return [
+            ids.get(_text(message.idempotency_key) or "")
+            if first[_text(message.idempotency_key) or ""] == position
+            else None
+            for position, message in enumerate(messages)
+        ]
 
     async def list_messages(
         self, *, site: str | None = None, status: str | None = None, limit: int = 50
@@ -268,6 +282,22 @@ class MessageStore:
             if status == "received":
                 sites[site] = SiteCounts(site, entry.by_status, float(lag))
         return list(sites.values())
+
+
+def _columns(message: NewMessage) -> tuple[Any, ...]:
+    return (
+        _text(message.site),
+        _text(message.sender),
+        _text(message.control_id),
+        _text(message.idempotency_key),
+        _text(message.message_type),
+        _text(message.trigger_event),
+        _text(message.patient_key),
+        message.charset,
+        message.raw,
+        message.status,
+        _text(message.error),
+    )
 
 
 def _text(value: str | None) -> str | None:
