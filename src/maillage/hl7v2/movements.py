@@ -26,6 +26,7 @@ identity (its traits may lag behind the last A31).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -188,6 +189,7 @@ class MovementsHandler:
         outcomes: dict[int, Outcome] = {}
         writes: list[tuple[_Read, tuple[list[tuple[str, str]], dict[str, Any]]]] = []
         for read in reads:
+            await asyncio.sleep(0)  # between messages: the listener's ACKs go on
             try:
                 patient_id = _one_patient(patients.get(read.ipp, []), site)
                 decided = _decide(read, site, patient_id, encounters.get(read.visit, []))

@@ -16,6 +16,7 @@ SPM-2, else filler order + position), referenced by the report and its results.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class ResultsHandler:
         site = _site(contexts[0])
         reads = []
         for context in contexts:
+            await asyncio.sleep(0)  # each parse is ~1 ms of CPU: the listener's ACKs go on
             try:
                 reads.append(_read(context))
             except Exception:  # left to be processed alone
@@ -108,6 +110,7 @@ class ResultsHandler:
         encounters = await repo.find_identified_many("Encounter", site.visit_number_system, visits)
         plans = []
         for read in reads:
+            await asyncio.sleep(0)  # between messages: the listener's ACKs go on
             try:
                 patient_id = _one_patient(patients.get(read.ipp, []), site)
                 encounter_id = (
