@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from maillage.demo.senders import demo_senders
+from maillage.fhir.repository import FhirStore
 from maillage.hl7v2.processing import HandlerRegistry
 from maillage.hl7v2.service import Gateway, build_gateway
 from maillage.hl7v2.sites import SiteConfig, SiteRegistry
@@ -76,11 +77,22 @@ class RunningGateway:
                 await self.database.open()
             else:  # a dead database: the pool keeps trying in the background
                 await self.database.pool.open(wait=False)
-            self.gateway = build_gateway(self.settings, self.database, self.sites, self.handlers)
+            self.gateway = build_gateway(
+                self.settings,
+                self.database,
+                self.sites,
+                self.handlers,
+                fhir=self.fhir_store(self.database),
+            )
             await self.gateway.start()
 
         self.call(start())
         return self
+
+    def fhir_store(self, database: Database) -> FhirStore | None:
+        """The FHIR store the conversions write through (none here: the default handlers
+        only); a test's gateway with conversions gives its own, over the gateway's pool."""
+        return None
 
     @property
     def port(self) -> int:
@@ -195,3 +207,52 @@ def gateway(hl7_database: str) -> Iterator[RunningGateway]:
         yield running
     finally:
         running.stop()
+
+
+# -- grouped processing: the processor runs no task of its own (``hl7_workers=0``), the
+# messages are stored first, then one batch is claimed -----------------------------------
+GroupCalls = list[tuple[int, int]]  # (messages given, messages processed) per call
+
+
+def watch_groups(
+    running: RunningGateway,
+    message_type: str,
+    triggers: tuple[str, ...],
+    calls: GroupCalls,
+    *,
+    after: Callable[[list[Any]], Any] | None = None,
+) -> None:
+    """Count the calls of the group handler of ``triggers`` (one handler for them all);
+    ``after`` (a coroutine function) runs in the group's transaction once it has written,
+    and may fail the group."""
+    assert running.gateway is not None
+    handlers = running.gateway.processor.handlers
+    real = handlers.resolve(message_type, triggers[0]).many
+    assert real is not None, f"{message_type}^{triggers[0]} has a group handler"
+    assert all(handlers.resolve(message_type, t).many == real for t in triggers)
+
+    async def watched(contexts: list[Any]) -> dict[int, Any]:
+        assert real is not None
+        outcomes = await real(contexts)
+        calls.append((len(contexts), len(outcomes)))
+        if after is not None:
+            await after(contexts)
+        return outcomes
+
+    for trigger in triggers:
+        handler = handlers.resolve(message_type, trigger).handler
+        handlers.register(message_type, trigger, handler, many=watched)
+
+
+def store_messages(running: RunningGateway, payloads: list[bytes]) -> None:
+    """Each payload sent and answered AA (stored, not processed yet)."""
+    with MllpConnection(running.port) as client:
+        for payload in payloads:
+            assert ack_code(client.exchange(payload)) == "AA"
+
+
+def one_batch(running: RunningGateway, size: int = 50) -> int:
+    """Claim and process one batch of at most ``size``: how many messages it held."""
+    assert running.gateway is not None
+    running.gateway.processor.batch = size
+    return int(running.call(running.gateway.processor.run_once()))

@@ -18,7 +18,6 @@ from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
 from maillage.hl7v2 import parsing
 from maillage.hl7v2.identity_mapping import source_identity
-from maillage.hl7v2.service import build_gateway
 from maillage.identity.model import default_model
 from maillage.mpi.index import PatientIndex
 from maillage.security import AllowAll
@@ -49,21 +48,9 @@ class IdentityGateway(RunningGateway):
     """The gateway as the hub builds it: ``build_gateway`` given a FHIR store whose
     Patient writes go through the patient index."""
 
-    def start(self) -> IdentityGateway:
-        self.thread.start()
-
-        async def start() -> None:
-            self.database = Database(self.conninfo, min_size=1, max_size=6)
-            await self.database.open()
-            index = PatientIndex(default_model())
-            store = FhirStore(
-                self.database, AllowAll(), SearchEngine(), write_hooks={"Patient": index}
-            )
-            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
-            await self.gateway.start()
-
-        self.call(start())
-        return self
+    def fhir_store(self, database: Database) -> FhirStore:
+        index = PatientIndex(default_model())
+        return FhirStore(database, AllowAll(), SearchEngine(), write_hooks={"Patient": index})
 
 
 @pytest.fixture

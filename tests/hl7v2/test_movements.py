@@ -28,7 +28,6 @@ from maillage.hl7v2.movements_mapping import (
     movements_of,
     read_movement,
 )
-from maillage.hl7v2.service import build_gateway
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests.factories import patient
@@ -54,18 +53,8 @@ class MovementsGateway(RunningGateway):
     """The gateway with the default handlers and the FHIR conversions (``build_gateway``
     given a FHIR store over the gateway's own pool)."""
 
-    def start(self) -> MovementsGateway:
-        self.thread.start()
-
-        async def start() -> None:
-            self.database = Database(self.conninfo, min_size=1, max_size=6)
-            await self.database.open()
-            store = FhirStore(self.database, AllowAll(), SearchEngine())
-            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
-            await self.gateway.start()
-
-        self.call(start())
-        return self
+    def fhir_store(self, database: Database) -> FhirStore:
+        return FhirStore(database, AllowAll(), SearchEngine())
 
 
 @pytest.fixture

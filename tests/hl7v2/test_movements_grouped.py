@@ -1,10 +1,8 @@
 """Movements of a batch written together (``MovementsHandler.many``): each visit's
 Encounter and care grants are the ones processing each message alone gives; what the
 group cannot take (another message naming the same visit, an unknown patient, A44) is
-processed alone.
-
-The processor runs no task of its own here (``hl7_workers=0``): the messages are stored
-first, then one batch is claimed, so that they are processed together."""
+processed alone. Messages
+are stored first, then one batch claimed (``conftest.one_batch``)."""
 
 from __future__ import annotations
 
@@ -16,34 +14,27 @@ import pytest
 
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
-from maillage.hl7v2.processing import MessageContext, Outcome
-from maillage.hl7v2.service import build_gateway
 from maillage.security import AllowAll
 from maillage.security.care_hooks import care_hooks
 from maillage.storage import Database
-from tests.hl7v2.conftest import MllpConnection, ack_code, gateway_settings, rows
+from tests.hl7v2.conftest import (
+    GroupCalls,
+    gateway_settings,
+    one_batch,
+    rows,
+    store_messages,
+    watch_groups,
+)
 from tests.hl7v2.test_movements import MovementsGateway, Stay, places
-
-GroupCalls = list[tuple[int, int]]  # (messages given, messages processed) per call
 
 
 class CareGateway(MovementsGateway):
     """The movements gateway over a FHIR store with the care hooks, as the hub builds it:
     each Encounter written grants its care relationships."""
 
-    def start(self) -> CareGateway:
-        self.thread.start()
-
-        async def start() -> None:
-            self.database = Database(self.conninfo, min_size=1, max_size=6)
-            await self.database.open()
-            hooks = care_hooks(recent_days=30)
-            store = FhirStore(self.database, AllowAll(), SearchEngine(), write_hooks=hooks)
-            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
-            await self.gateway.start()
-
-        self.call(start())
-        return self
+    def fhir_store(self, database: Database) -> FhirStore:
+        hooks = care_hooks(recent_days=30)
+        return FhirStore(database, AllowAll(), SearchEngine(), write_hooks=hooks)
 
 
 @pytest.fixture
@@ -54,35 +45,6 @@ def adt(hl7_database: str, http: httpx.Client) -> Iterator[MovementsGateway]:
         yield running
     finally:
         running.stop()
-
-
-def _watch_groups(adt: MovementsGateway, calls: GroupCalls) -> None:
-    """Count the group handler's calls (one handler for every movement trigger)."""
-    assert adt.gateway is not None
-    handlers = adt.gateway.processor.handlers
-    real = handlers.resolve("ADT", "A01").many
-    assert real is not None and real == handlers.resolve("ADT", "A02").many
-
-    async def watched(contexts: list[MessageContext]) -> dict[int, Outcome]:
-        assert real is not None
-        outcomes = await real(contexts)
-        calls.append((len(contexts), len(outcomes)))
-        return outcomes
-
-    for trigger in ("A01", "A02"):
-        handlers.register("ADT", trigger, handlers.resolve("ADT", trigger).handler, many=watched)
-
-
-def _store(adt: MovementsGateway, payloads: list[bytes]) -> None:
-    with MllpConnection(adt.port) as client:
-        for payload in payloads:
-            assert ack_code(client.exchange(payload)) == "AA"
-
-
-def _one_batch(adt: MovementsGateway, size: int = 50) -> int:
-    assert adt.gateway is not None
-    adt.gateway.processor.batch = size
-    return int(adt.call(adt.gateway.processor.run_once()))
 
 
 def _status(adt: MovementsGateway, control_id: str) -> tuple[str, str | None]:
@@ -116,7 +78,7 @@ def test_a_batch_of_movements_is_written_together_as_each_alone_would(
     adt: MovementsGateway, http: httpx.Client
 ) -> None:
     calls: GroupCalls = []
-    _watch_groups(adt, calls)
+    watch_groups(adt, "ADT", ("A01", "A02"), calls)
     together = [Stay(adt, http) for _ in range(4)]
     alone = [Stay(adt, http) for _ in range(4)]
     unknown = Stay(adt, http, known=False)
@@ -125,9 +87,9 @@ def test_a_batch_of_movements_is_written_together_as_each_alone_would(
     intruder.sent = 10  # its control id: {visit}-11
 
     admissions = [s.payload("A01", "M1", "20260110080000", room="101") for s in together]
-    _store(adt, [*admissions, unknown.payload("A01", "M1", "20260110080000")])
-    _store(adt, [intruder.payload("A01", "M9", "20260110090000")])
-    assert _one_batch(adt) == 6
+    store_messages(adt, [*admissions, unknown.payload("A01", "M1", "20260110080000")])
+    store_messages(adt, [intruder.payload("A01", "M9", "20260110090000")])
+    assert one_batch(adt) == 6
     # one group of the six (one site): the four admissions were written together; the
     # unknown patient and the second message of the first visit were processed alone
     assert calls == [(6, 4)]
@@ -139,8 +101,8 @@ def test_a_batch_of_movements_is_written_together_as_each_alone_would(
     assert status == "dead" and error and "belongs to another patient" in error
 
     # transfers of the same stays, together again (updates of their Encounters)
-    _store(adt, [s.payload("A02", "M2", "20260111100000", unit="3020") for s in together])
-    taken = _one_batch(adt)  # the unknown patient's retry may come too
+    store_messages(adt, [s.payload("A02", "M2", "20260111100000", unit="3020") for s in together])
+    taken = one_batch(adt)  # the unknown patient's retry may come too
     assert calls[-1] == (taken, 4)
 
     # the twin stays, each message alone
@@ -149,9 +111,9 @@ def test_a_batch_of_movements_is_written_together_as_each_alone_would(
             ("A01", "M1", "20260110080000", {"room": "101"}),
             ("A02", "M2", "20260111100000", {"unit": "3020"}),
         ):
-            _store(adt, [stay.payload(trigger, movement, start, **fields)])
+            store_messages(adt, [stay.payload(trigger, movement, start, **fields)])
             while _status(adt, f"{stay.visit}-{stay.sent}")[0] == "received":
-                assert _one_batch(adt, size=1) == 1
+                assert one_batch(adt, size=1) == 1
             assert _status(adt, f"{stay.visit}-{stay.sent}") == ("processed", None)
 
     for grouped, single in zip(together, alone, strict=True):

@@ -13,7 +13,6 @@ import pytest
 from maillage.demo.sites import site_by_code
 from maillage.fhir.repository import FhirStore
 from maillage.fhir.search.engine import SearchEngine
-from maillage.hl7v2.service import build_gateway
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests.factories import patient
@@ -39,18 +38,8 @@ class ResultsGateway(RunningGateway):
     """The gateway with the default handlers and the ORU conversion (``build_gateway``
     given a FHIR store over the gateway's own pool)."""
 
-    def start(self) -> ResultsGateway:
-        self.thread.start()
-
-        async def start() -> None:
-            self.database = Database(self.conninfo, min_size=1, max_size=6)
-            await self.database.open()
-            store = FhirStore(self.database, AllowAll(), SearchEngine())
-            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
-            await self.gateway.start()
-
-        self.call(start())
-        return self
+    def fhir_store(self, database: Database) -> FhirStore:
+        return FhirStore(database, AllowAll(), SearchEngine())
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
 """Lab results of a batch written together (``ResultsHandler.many``): the outcome of each
 message is the one processing it alone gives; a message the group cannot take is
-processed alone; a group that fails leaves nothing and its messages are processed alone.
-
-The processor runs no task of its own here (``hl7_workers=0``): the messages are stored
-first, then one batch is claimed, so that they are processed together."""
+processed alone; a group that fails leaves nothing and its messages are processed alone. Messages
+are stored first, then one batch claimed (``conftest.one_batch``)."""
 
 from __future__ import annotations
 
@@ -18,12 +16,18 @@ from maillage.audit import AuditTrail
 from maillage.audit.journal import AuditJournal
 from maillage.fhir.repository import FhirStore, Repository
 from maillage.fhir.search.engine import SearchEngine
-from maillage.hl7v2.processing import MessageContext, Outcome
-from maillage.hl7v2.service import build_gateway
+from maillage.hl7v2.processing import MessageContext
 from maillage.security import AllowAll, RequestContext
 from maillage.storage import Database
 from tests.factories import patient
-from tests.hl7v2.conftest import MllpConnection, ack_code, gateway_settings, rows
+from tests.hl7v2.conftest import (
+    GroupCalls,
+    gateway_settings,
+    one_batch,
+    rows,
+    store_messages,
+    watch_groups,
+)
 from tests.hl7v2.test_results import (
     ResultsGateway,
     _encounter,
@@ -33,27 +37,15 @@ from tests.hl7v2.test_results import (
     _search,
 )
 
-GroupCalls = list[tuple[int, int]]  # (messages given, messages processed) per call
-
 
 class JournaledGateway(ResultsGateway):
     """The ORU conversion over a FHIR store that audits its writes, as the hub's gateway
     builds it (no sealer here: the events wait in ``audit_pending``, or are chained by
     the HTTP hub's sealer)."""
 
-    def start(self) -> JournaledGateway:
-        self.thread.start()
-
-        async def start() -> None:
-            self.database = Database(self.conninfo, min_size=1, max_size=6)
-            await self.database.open()
-            journal = AuditJournal(AuditTrail(self.database))
-            store = FhirStore(self.database, AllowAll(), SearchEngine(), journal=journal)
-            self.gateway = build_gateway(self.settings, self.database, self.sites, fhir=store)
-            await self.gateway.start()
-
-        self.call(start())
-        return self
+    def fhir_store(self, database: Database) -> FhirStore:
+        journal = AuditJournal(AuditTrail(database))
+        return FhirStore(database, AllowAll(), SearchEngine(), journal=journal)
 
 
 @pytest.fixture
@@ -69,22 +61,13 @@ def lab(hl7_database: str, http: httpx.Client) -> Iterator[ResultsGateway]:
 def _watch_groups(lab: ResultsGateway, calls: GroupCalls, *, fail: bool = False) -> None:
     """Count the group handler's calls; with ``fail``, write a marker Patient in the
     group's transaction after the results, then fail the group."""
-    assert lab.gateway is not None
-    handlers = lab.gateway.processor.handlers
-    registered = handlers.resolve("ORU", "R01")
-    real = registered.many
-    assert real is not None, "ORU^R01 has a group handler"
 
-    async def watched(contexts: list[MessageContext]) -> dict[int, Outcome]:
-        outcomes = await real(contexts)
-        calls.append((len(contexts), len(outcomes)))
-        if fail:
-            repo = Repository(_store_of(lab), RequestContext.system("test"), contexts[0].conn)
-            await repo.create(patient(identifiers=[{"system": "urn:test:marker", "value": "G"}]))
-            raise RuntimeError("the group broke after its writes")
-        return outcomes
+    async def marker_then_failure(contexts: list[MessageContext]) -> None:
+        repo = Repository(_store_of(lab), RequestContext.system("test"), contexts[0].conn)
+        await repo.create(patient(identifiers=[{"system": "urn:test:marker", "value": "G"}]))
+        raise RuntimeError("the group broke after its writes")
 
-    handlers.register("ORU", "R01", registered.handler, many=watched)
+    watch_groups(lab, "ORU", ("R01",), calls, after=marker_then_failure if fail else None)
 
 
 def _store_of(lab: ResultsGateway) -> Any:
@@ -107,18 +90,6 @@ def _audited(lab: ResultsGateway) -> Counter[tuple[str, str]]:
             if entity["role"]["code"] != "1":  # not the patient the event is about
                 found[action, entity["what"]["reference"].split("/")[0]] += 1
     return found
-
-
-def _store(lab: ResultsGateway, payloads: list[bytes]) -> None:
-    with MllpConnection(lab.port) as client:
-        for payload in payloads:
-            assert ack_code(client.exchange(payload)) == "AA"
-
-
-def _one_batch(lab: ResultsGateway, size: int = 50) -> int:
-    assert lab.gateway is not None
-    lab.gateway.processor.batch = size
-    return int(lab.call(lab.gateway.processor.run_once()))
 
 
 def _status(lab: ResultsGateway, control_id: str) -> tuple[str, int, str | None]:
@@ -171,9 +142,11 @@ def test_a_batch_of_results_is_written_together_as_each_alone_would(
             kept.append((ipp, patient_id, encounter_id, visit, f"{prefix}{number}"))
     unknown = _ipp()
 
-    _store(lab, [_oru(f"ORU-{o}", ipp, f"RES-{o}", visit) for ipp, _, _, visit, o in together])
-    _store(lab, [_oru("ORU-UNKNOWN", unknown, "RES-UNKNOWN")])
-    assert _one_batch(lab) == 5
+    store_messages(
+        lab, [_oru(f"ORU-{o}", ipp, f"RES-{o}", visit) for ipp, _, _, visit, o in together]
+    )
+    store_messages(lab, [_oru("ORU-UNKNOWN", unknown, "RES-UNKNOWN")])
+    assert one_batch(lab) == 5
     # one group of the five (one site); the unknown patient's message was left out of it
     assert calls == [(5, 4)]
     for *_, order in together:
@@ -188,11 +161,11 @@ def test_a_batch_of_results_is_written_together_as_each_alone_would(
     # the same results for the twin patients, each message processed alone (a batch of
     # one: the unknown patient's retries come in some of them, until it is dead)
     for ipp, _, _, visit, order in alone:
-        _store(lab, [_oru(f"ORU-{order}", ipp, f"RES-{order}", visit)])
+        store_messages(lab, [_oru(f"ORU-{order}", ipp, f"RES-{order}", visit)])
         for _ in range(5):
             if _status(lab, f"ORU-{order}")[0] == "processed":
                 break
-            assert _one_batch(lab, size=1) == 1
+            assert one_batch(lab, size=1) == 1
         assert _status(lab, f"ORU-{order}")[0] == "processed"
     assert calls == [(5, 4)]
 
@@ -215,9 +188,11 @@ def test_a_group_that_fails_leaves_nothing_and_each_message_is_processed_alone(
         ipp, patient_id = _known_patient(http)
         encounter_id = _encounter(http, patient_id, f"V-F{number}")
         patients.append((ipp, patient_id, encounter_id, f"V-F{number}", f"F{number}"))
-    _store(lab, [_oru(f"ORU-{o}", ipp, f"RES-{o}", visit) for ipp, _, _, visit, o in patients])
+    store_messages(
+        lab, [_oru(f"ORU-{o}", ipp, f"RES-{o}", visit) for ipp, _, _, visit, o in patients]
+    )
 
-    assert _one_batch(lab) == 3
+    assert one_batch(lab) == 3
     assert calls == [(3, 3)]  # the group wrote everything, then failed
     # its writes were rolled back with it: the marker is gone ...
     assert _search(http, "Patient", identifier="urn:test:marker|G") == []
