@@ -230,7 +230,7 @@ async def find_identified(
         cursor = await conn.execute(query, (hashed, resource_type))
         return [StoredResource.from_row(row) for row in await cursor.fetchall()]
     async with conn.pipeline():
-        await conn.execute(_LOCK, ([criteria_lock_key(resource_type, criteria)],))
+        await lock_criteria(conn, resource_type, criteria)
         cursor = await conn.execute(query, (hashed, resource_type))
         rows = await cursor.fetchall()
     return [StoredResource.from_row(row) for row in rows]

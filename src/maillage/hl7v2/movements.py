@@ -55,7 +55,7 @@ from maillage.hl7v2.movements_mapping import (
 )
 from maillage.hl7v2.parsing import segment_value
 from maillage.hl7v2.processing import PROCESSED, HandlerRegistry, MessageContext, Outcome
-from maillage.hl7v2.results import UnknownPatient, site_ipp_of
+from maillage.hl7v2.results import one_patient, site_ipp_of
 from maillage.hl7v2.sites import SiteConfig
 from maillage.security import RequestContext
 
@@ -148,7 +148,7 @@ class MovementsHandler:
         if context.trigger_event == "A44":
             return await self._move_account(repo, context.message, site)
         read = _read(context, site)  # data errors before any read
-        patient_id = _one_patient(
+        patient_id = one_patient(
             await repo.find_identified("Patient", site.ipp_system, read.ipp), site
         )
         visits = await repo.find_identified("Encounter", site.visit_number_system, read.visit)
@@ -191,7 +191,7 @@ class MovementsHandler:
         for read in reads:
             await asyncio.sleep(0)  # between messages: the listener's ACKs go on
             try:
-                patient_id = _one_patient(patients.get(read.ipp, []), site)
+                patient_id = one_patient(patients.get(read.ipp, []), site)
                 decided = _decide(read, site, patient_id, encounters.get(read.visit, []))
             except Exception:
                 continue
@@ -257,15 +257,6 @@ def _read(context: MessageContext, site: SiteConfig) -> _Read:
     return _Read(context, movement, ipp)
 
 
-def _one_patient(found: Sequence[StoredResource], site: SiteConfig) -> str:
-    """The one Patient carrying the IPP; ``UnknownPatient`` (retried, then dead-lettered)
-    when none or several do, as for ORU^R01."""
-    if len(found) != 1:
-        how = "no Patient carries" if not found else "several Patients carry"
-        raise UnknownPatient(f"PID-3: {how} this IPP of site {site.code} ({site.ipp_system})")
-    return found[0].id
-
-
 Write = tuple[list[tuple[str, str]], dict[str, Any]]
 
 
@@ -324,11 +315,11 @@ def _account_of(current: dict[str, Any], site: SiteConfig) -> str:
 
 
 async def patient_of(repo: Repository, message: hl7.Message, site: SiteConfig) -> str:
-    """The Patient carrying PID-3's IPP of the site (see ``_one_patient``)."""
+    """The Patient carrying PID-3's IPP of the site (see ``results.one_patient``)."""
     ipp = site_ipp_of(message, site)  # the ORU handler's rule, shared
     if not ipp:
         raise MovementDataError(f"PID-3: no IPP of site {site.code}")
-    return _one_patient(await repo.find_identified("Patient", site.ipp_system, ipp), site)
+    return one_patient(await repo.find_identified("Patient", site.ipp_system, ipp), site)
 
 
 def register_movements(registry: HandlerRegistry, store: FhirStore) -> None:

@@ -79,7 +79,7 @@ class ResultsHandler:
         site = _site(context)
         read = _read(context)
         repo = self._repo(context, site)
-        patient_id = _one_patient(
+        patient_id = one_patient(
             await repo.find_identified("Patient", site.ipp_system, read.ipp), site
         )
         encounter_id = None
@@ -112,7 +112,7 @@ class ResultsHandler:
         for read in reads:
             await asyncio.sleep(0)  # between messages: the listener's ACKs go on
             try:
-                patient_id = _one_patient(patients.get(read.ipp, []), site)
+                patient_id = one_patient(patients.get(read.ipp, []), site)
                 encounter_id = (
                     _one_encounter(encounters.get(read.visit, []), read.context.id)
                     if read.visit
@@ -154,7 +154,9 @@ def _read(context: MessageContext) -> _Read:
     return _Read(context, ipp, visit, _order_groups(message))
 
 
-def _one_patient(found: Sequence[StoredResource], site: SiteConfig) -> str:
+def one_patient(found: Sequence[StoredResource], site: SiteConfig) -> str:
+    """The one Patient carrying the site's IPP; ``UnknownPatient`` (retried, then
+    dead-lettered) when none or several do (the movements' rule too)."""
     if not found:
         raise UnknownPatient(
             f"PID-3: no Patient carries this IPP of site {site.code} ({site.ipp_system})"

@@ -106,20 +106,17 @@ class MessageStore:
     async def insert_many(self, messages: list[NewMessage]) -> list[int | None]:
         """Commit accepted messages (each with an idempotency key) in one statement; each
         one's id, or None when its key is already stored (or repeated before it here)."""
+        keys = [_text(message.idempotency_key) or "" for message in messages]
         first: dict[str, int] = {}
-        for position, message in enumerate(messages):
-            assert message.idempotency_key is not None
-            first.setdefault(_text(message.idempotency_key) or "", position)
+        for position, key in enumerate(keys):
+            first.setdefault(key, position)
         stored = [messages[position] for position in sorted(first.values())]
         columns = list(zip(*(_columns(message) for message in stored), strict=True))
         async with self.database.pool.connection(timeout=self.timeout_s) as conn:
             cursor = await conn.execute(_INSERT_MANY, [list(column) for column in columns])
             ids = {str(key): int(rid) for rid, key in await cursor.fetchall()}
         return [
-            ids.get(_text(message.idempotency_key) or "")
-            if first[_text(message.idempotency_key) or ""] == position
-            else None
-            for position, message in enumerate(messages)
+            ids.get(key) if first[key] == position else None for position, key in enumerate(keys)
         ]
 
     async def list_messages(
