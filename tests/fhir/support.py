@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -56,3 +57,9 @@ def last_modified(response: httpx.Response) -> datetime:
 
 def instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def next_millisecond() -> None:
+    """Let the clock pass a millisecond: ``meta.lastUpdated`` is stamped at the millisecond,
+    so two writes a test tells apart by it must not fall within the same one."""
+    time.sleep(0.002)

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from maillage.fhir.stamping import now_instant
 from tests import factories
 from tests.fhir.support import assert_outcome, body, create
 
@@ -113,7 +114,9 @@ def test_since_keeps_only_what_changed_after(
     http: httpx.Client, two_patients: dict[str, Any]
 ) -> None:
     time.sleep(0.01)  # the next instant, so that the cut falls between the writes
-    cut = datetime.now(UTC).isoformat()
+    # lastUpdated is stamped at the millisecond: a cut at the microsecond could fall after
+    # the stamp of a write made within the same millisecond
+    cut = now_instant().isoformat()
     later = create(http, factories.observation(subject=f"Patient/{two_patients['first']['id']}"))
     exported = files(http, finished(http, kick_off(http, "/$export", _since=cut)))
     assert set(exported) == {"Observation"}

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from tests import factories
-from tests.fhir.support import assert_outcome, body, create, put
+from tests.fhir.support import assert_outcome, body, create, next_millisecond, put
 
 
 def _three_versions_then_deleted(http: httpx.Client) -> dict[str, Any]:
@@ -81,6 +81,7 @@ def test_type_history_pages_through_many_resources_exactly_once(http: httpx.Clie
 
 def test_since_keeps_versions_at_or_after_the_instant(http: httpx.Client) -> None:
     created = create(http, factories.patient(gender="female"))
+    next_millisecond()  # the _since cut below falls between the first two versions
     second = put(http, {**created, "gender": "male"})
     put(http, {**created, "gender": "other"})
     since = body(second)["meta"]["lastUpdated"]

@@ -8,7 +8,7 @@ import httpx
 from fhirpy import SyncFHIRClient
 
 from tests import factories
-from tests.fhir.support import assert_outcome, body, create, search_ids
+from tests.fhir.support import assert_outcome, body, create, next_millisecond, search_ids
 
 
 def _patients(http: httpx.Client) -> dict[str, dict[str, Any]]:
@@ -102,6 +102,7 @@ def test_reference_by_type_and_id_or_by_id(http: httpx.Client) -> None:
 
 def test_id_and_last_updated(http: httpx.Client) -> None:
     first = create(http, factories.patient())
+    next_millisecond()  # the _lastUpdated cuts below fall between the two
     second = create(http, factories.patient())
     assert _ids(http, _id=first["id"]) == {first["id"]}
     assert _ids(http, _id=f"{first['id']},{second['id']}") == {first["id"], second["id"]}

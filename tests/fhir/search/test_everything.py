@@ -8,7 +8,7 @@ import httpx
 
 from tests import factories
 from tests.fhir.search.conftest import NURSE, HidingPolicy, hidden
-from tests.fhir.support import assert_outcome, body, create
+from tests.fhir.support import assert_outcome, body, create, next_millisecond
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -31,6 +31,12 @@ def _all_pages(http: httpx.Client, url: str, **headers: str) -> tuple[list[str],
     return matches, included
 
 
+def _observation_alone(http: httpx.Client, subject: str, value: int) -> dict[str, Any]:
+    """An Observation in a millisecond of its own: the ``_since`` test cuts between them."""
+    next_millisecond()
+    return create(http, factories.observation(subject=subject, value=value))
+
+
 def _record(http: httpx.Client) -> dict[str, Any]:
     org = create(http, factories.organization())
     patient = create(http, factories.patient(managingOrganization={"reference": _ref(org)}))
@@ -40,9 +46,7 @@ def _record(http: httpx.Client) -> dict[str, Any]:
         "org": org,
         "patient": patient,
         "encounter": create(http, factories.encounter(subject=subject)),
-        "observations": [
-            create(http, factories.observation(subject=subject, value=value)) for value in (1, 2, 3)
-        ],
+        "observations": [_observation_alone(http, subject, value) for value in (1, 2, 3)],
         "secret": create(http, hidden(factories.observation(subject=subject))),
         "elsewhere": create(http, factories.observation(subject=_ref(other))),
     }

@@ -9,7 +9,7 @@ import httpx
 
 from tests import factories
 from tests.fhir.search.conftest import NURSE, HidingPolicy, hidden
-from tests.fhir.support import assert_outcome, body, create
+from tests.fhir.support import assert_outcome, body, create, next_millisecond
 
 STRICT = {"Prefer": "handling=strict"}
 
@@ -29,6 +29,7 @@ def _ref(resource: dict[str, Any]) -> str:
 
 def test_whole_system_search_by_type_and_common_parameters(http: httpx.Client) -> None:
     patient = create(http, factories.patient())
+    next_millisecond()  # the _lastUpdated cut below falls between the two
     observation = create(http, factories.observation(subject=_ref(patient)))
     organization = create(http, factories.organization())
     tagged = create(
@@ -62,11 +63,10 @@ def test_whole_system_search_by_type_and_common_parameters(http: httpx.Client) -
 def test_whole_system_search_sorts_pages_and_hides(
     http: httpx.Client, hiding: HidingPolicy
 ) -> None:
-    created = [
-        create(http, factories.patient()),
-        create(http, factories.organization()),
-        create(http, hidden(factories.patient())),
-    ]
+    created = []
+    for resource in (factories.patient(), factories.organization(), hidden(factories.patient())):
+        next_millisecond()  # each its own lastUpdated, so that the sort has one order
+        created.append(create(http, resource))
     newest_first = [_ref(item) for item in reversed(created)]
     response = body(http.get("", params={"_sort": "-_lastUpdated", "_count": "2"}))
     assert response["total"] == 3
