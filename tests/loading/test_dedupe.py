@@ -185,9 +185,11 @@ def test_audit_events_are_staged_with_the_writes(clean_database: str) -> None:
     asyncio.run(run())
     with psycopg.connect(clean_database) as conn:
         rows = conn.execute(
-            "SELECT who, action, count(*) FROM audit_event GROUP BY 1, 2 ORDER BY 2"
+            "SELECT who, action, count(*) FROM audit_event WHERE who <> 'system:loader'"
+            " GROUP BY 1, 2 ORDER BY 2"
         ).fetchall()
-    # 5 golden records created, 13 sources updated with their link
+    # 5 golden records created, 13 sources updated with their link (the load before it
+    # has its own events)
     assert rows == [("system:identity-dedupe", "C", 5), ("system:identity-dedupe", "U", 13)]
 
 

@@ -6,10 +6,18 @@ framework; it is not imported here.
 
 from maillage.audit.chain import Break, Problem
 from maillage.audit.events import Interaction, Outcome
-from maillage.audit.service import AUDIT_READERS, AuditTrail, PatientAccess, VerifyReport
+from maillage.audit.service import (
+    AUDIT_READERS,
+    AuditEvents,
+    AuditTrail,
+    PatientAccess,
+    VerifyReport,
+    pending_events,
+)
 
 __all__ = [
     "AUDIT_READERS",
+    "AuditEvents",
     "AuditTrail",
     "Break",
     "Interaction",
@@ -17,4 +25,5 @@ __all__ = [
     "PatientAccess",
     "Problem",
     "VerifyReport",
+    "pending_events",
 ]

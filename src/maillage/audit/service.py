@@ -28,7 +28,7 @@ import base64
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import psycopg
 
@@ -114,27 +114,14 @@ class AuditTrail:
     ) -> list[store.PendingEvent]:
         """The events of one access: one per patient (one without patient if none), each
         naming ``ids``; or, with ``groups``, one per (patient or None, ids) group."""
-        interaction = Interaction(action)
-        recorded = self._clock()
         if groups is None:
             shared_ids = list(dict.fromkeys(ids))
             patients: list[str | None] = list(dict.fromkeys(patient_ids)) or [None]
             groups = [(patient, shared_ids) for patient in patients]
-        bodies = build_events(
-            ctx, interaction, resource_type, groups, outcome, query,
-            recorded=recorded, hub=self.hub,
+        return pending_events(
+            ctx, action, resource_type, groups, outcome, query,
+            recorded=self._clock(), hub=self.hub,
         )  # fmt: skip
-        return [
-            store.PendingEvent(
-                recorded=recorded,
-                patient_id=patient,
-                who=ctx.who,
-                action=ACTIONS[interaction],
-                outcome=int(body["outcome"]),
-                body=body,
-            )
-            for (patient, _), body in zip(groups, bodies, strict=True)
-        ]
 
     async def record(
         self,
@@ -311,6 +298,51 @@ class AuditTrail:
             ctx, Interaction.OPERATION, patient_id, since, until, limit, None, None
         )
         return [_access(row) for row in rows]
+
+
+class AuditEvents(Protocol):
+    """What builds the events of one write, to be staged in its transaction
+    (``AuditTrail.events``; ``pending_events`` with the hub's defaults)."""
+
+    def __call__(
+        self,
+        ctx: RequestContext,
+        action: str,
+        resource_type: str,
+        *,
+        groups: Sequence[tuple[str | None, Sequence[str]]] | None = None,
+    ) -> list[store.PendingEvent]: ...
+
+
+def pending_events(
+    ctx: RequestContext,
+    action: Interaction | str,
+    resource_type: str,
+    groups: Sequence[tuple[str | None, Sequence[str]]],
+    outcome: Outcome | BaseException | None = Outcome.SUCCESS,
+    query: str | None = None,
+    *,
+    recorded: dt.datetime | None = None,
+    hub: str = "maillage",
+) -> list[store.PendingEvent]:
+    """The events of one access, one per (patient or None, ids) group, ready to be staged
+    or chained: pure (no database), for the tools that write without a trail."""
+    interaction = Interaction(action)
+    recorded = recorded or dt.datetime.now(dt.UTC)
+    bodies = build_events(
+        ctx, interaction, resource_type, groups, outcome, query, recorded=recorded, hub=hub
+    )
+    return [
+        store.PendingEvent(
+            recorded=recorded,
+            patient_id=patient,
+            who=ctx.who,
+            action=ACTIONS[interaction],
+            outcome=int(body["outcome"]),
+            body=body,
+        )
+        for (patient, _), body in zip(groups, bodies, strict=True)
+    ]
 
 
 def _access(row: store.ChainRow) -> PatientAccess:

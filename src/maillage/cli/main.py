@@ -111,7 +111,10 @@ def serve(
             if demo:
                 from maillage.demo.territory import load_demo_if_empty
 
-                if load_demo_if_empty(conninfo) and settings.identity_index_enabled:
+                if (
+                    load_demo_if_empty(conninfo, audit=settings.audit_enabled)
+                    and settings.identity_index_enabled
+                ):
                     # a bulk load bypasses the online matching: file the demo's Patients
                     import asyncio
 
@@ -184,7 +187,12 @@ def load(
         apply_site_configuration(settings.hl7_sites_file)
         with running_database(settings) as conninfo:
             code = run_load(
-                conninfo, paths, strict=strict, index=not no_index, index_build=index_build
+                conninfo,
+                paths,
+                strict=strict,
+                index=not no_index,
+                index_build=index_build,
+                audit=settings.audit_enabled,
             )
     except MaillageError as error:
         _fail(error)

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 _LOCK_KEY: Final = 0x4D41494C4C444D4F  # "MAILLDMO"
 
 
-def load_demo_if_empty(conninfo: str) -> bool:
-    """Load the demo territory when the database holds no resource at all.
+def load_demo_if_empty(conninfo: str, *, audit: bool = True) -> bool:
+    """Load the demo territory when the database holds no resource at all (audited as
+    any bulk load unless ``audit`` is off).
 
     A database that holds anything (even deleted resources) is left untouched, so
     the demo never mixes with real or user data and a restart never loads twice.
@@ -50,20 +51,20 @@ def load_demo_if_empty(conninfo: str) -> bool:
             if row is not None and row[0]:
                 log.info("the database already holds resources: demo territory not loaded")
                 return False
-            _load(conninfo)
+            _load(conninfo, audit)
             return True
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def _load(conninfo: str) -> None:
+def _load(conninfo: str, audit: bool) -> None:
     log.info(
         "empty database: loading the demo territory (%s, %d sites, Synthea sample)",
         GHT.name,
         len(SITES),
     )
     started = time.perf_counter()
-    report = BulkLoader(conninfo).load_resources(demo_resources(), source="demo")
+    report = BulkLoader(conninfo, audit=audit).load_resources(demo_resources(), source="demo")
     elapsed = time.perf_counter() - started
     log.info(
         "demo territory loaded in %.1f s: %d resources written, %d unchanged",

@@ -26,10 +26,11 @@ def run_load(
     strict: bool,
     index: bool = True,
     index_build: str = "auto",
+    audit: bool = True,
 ) -> int:
     """Load ``paths`` into the database at ``conninfo``; returns the process exit code."""
     errors = Console(stderr=True)
-    loader = BulkLoader(conninfo, index=index, index_build=index_build)
+    loader = BulkLoader(conninfo, index=index, index_build=index_build, audit=audit)
     report = loader.load_paths(paths, strict=strict, progress=errors.is_terminal)
     print_summary(report, Console(), errors)
     return EXIT_REJECTED if report.rejected else EXIT_OK

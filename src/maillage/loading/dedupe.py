@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
-from maillage.audit.store import PendingEvent, stage_sync
+from maillage.audit.service import AuditEvents
+from maillage.audit.store import stage_sync
 from maillage.errors import ValidationFailed
 from maillage.identity.golden import build_golden, source_link
 from maillage.identity.linking import Scored, place
@@ -52,19 +53,6 @@ DEDUPE_CONTEXT = RequestContext.system("identity-dedupe")
 CHUNK_SIZE = 10_000
 _RETRIES = 5
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable)
-
-
-class AuditEvents(Protocol):
-    """``AuditTrail.events``: the audit events of one write, to be staged."""
-
-    def __call__(
-        self,
-        ctx: RequestContext,
-        action: str,
-        resource_type: str,
-        *,
-        groups: Sequence[tuple[str | None, Sequence[str]]] | None = None,
-    ) -> list[PendingEvent]: ...
 
 
 class _Memory:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from maillage.audit.events import patients_of
 from maillage.errors import MaillageError
 from maillage.fhir import validation
 from maillage.fhir.business_rules import check_business_rules
@@ -81,6 +82,8 @@ class PreparedChunk:
     # CareTeam or referral grants (type, id, grants), the objection a Consent records.
     care: list[tuple[str, str, list[Grant]]] = field(default_factory=list)
     objections: list[tuple[str, str | None]] = field(default_factory=list)
+    # The patients each resource is about, by seq (its audit events name them).
+    patients: list[tuple[str, ...]] = field(default_factory=list)
     # None: every parameter's rows (a create or a full rewrite); else new versions of
     # stored resources whose rows change for these parameters only (``prepare_changed``)
     reindexed: frozenset[str] | None = None
@@ -348,6 +351,7 @@ def _append(
     chunk.sources.append(position)
     chunk.types.append(resource_type)
     chunk.ids.append(resource_id)
+    chunk.patients.append(tuple(sorted(patients_of(stamped))))
     chunk.resources.append(
         b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
         % (

@@ -42,7 +42,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from maillage.audit.store import stage_sync
 from maillage.fhir.search_definitions import install_from_store
+from maillage.loading.audit_events import chunk_events
 from maillage.loading.prepare import (
     INDEX_COLUMNS,
     PreparedChunk,
@@ -171,7 +173,10 @@ class BulkLoader:
         index: bool = True,
         care_recent_days: int = 30,
         index_build: str = "auto",
+        audit: bool = True,
     ) -> None:
+        """``audit``: stage the audit events of what each chunk writes, in its
+        transaction (``loading/audit_events.py``); off only where the hub's audit is."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         if index_build not in INDEX_BUILDS:
@@ -186,6 +191,7 @@ class BulkLoader:
         self.index = index
         self.care_recent_days = care_recent_days
         self.index_build = index_build
+        self.audit = audit
 
     # -- entry points -------------------------------------------------------------
     def load_resources(
@@ -405,6 +411,7 @@ class BulkLoader:
         try:
             with conn.transaction():
                 result = write_chunk(conn, prepared)
+                self._audit(conn, prepared, result)
         except psycopg.Error:
             if conn.broken or conn.closed:
                 raise
@@ -430,6 +437,7 @@ class BulkLoader:
                     with conn.transaction():
                         clear_staging(conn)
                         result = write_chunk(conn, prepared)
+                        self._audit(conn, prepared, result)
                 except psycopg.Error as error:
                     if conn.broken or conn.closed:
                         raise
@@ -448,6 +456,12 @@ class BulkLoader:
         for result in written:
             report.add(result)
         return later
+
+    def _audit(
+        self, conn: psycopg.Connection, prepared: PreparedChunk, result: ChunkResult
+    ) -> None:
+        if self.audit:
+            stage_sync(conn, chunk_events(self.ctx, prepared, result))
 
 
 def _db_message(error: psycopg.Error) -> str:

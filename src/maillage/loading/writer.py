@@ -11,7 +11,7 @@ its version increased, with ``meta.versionId`` set to match.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -84,7 +84,7 @@ _DELETE_PARAMS_INDEX = [
     " AND split_part(x.param, ':', 1) = ANY(%s)"
     for table in INDEX_COLUMNS
 ]
-_WRITTEN = "SELECT seq, rid FROM load_match WHERE action <> 'u'"
+_WRITTEN = "SELECT seq, rid, action = 'n' FROM load_match WHERE action <> 'u'"
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ class ChunkResult:
     # seq of staged resources that were neither matched nor inserted (created by
     # another writer between our match and insert).
     missing: list[int]
+    # (seq, created) of each resource written: created, or a new version of a stored one
+    written: list[tuple[int, bool]] = field(default_factory=list)
 
 
 def create_staging(conn: psycopg.Connection) -> None:
@@ -193,7 +195,7 @@ def _insert_all(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResul
     with cursor.copy(statement) as copy:
         copy.write(data)
     _copy_index(cursor, chunk, dict(enumerate(rids)))
-    return ChunkResult(chunk.count, 0, 0, [])
+    return ChunkResult(chunk.count, 0, 0, [], [(seq, True) for seq in range(chunk.count)])
 
 
 def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
@@ -220,7 +222,8 @@ def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
             cursor.execute(_UPDATE_CHANGED)
     cursor.execute(_INSERT_NEW)
     cursor.execute(_WRITTEN)
-    _copy_index(cursor, chunk, {int(seq): str(rid).encode() for seq, rid in cursor.fetchall()})
+    written = cursor.fetchall()
+    _copy_index(cursor, chunk, {int(seq): str(rid).encode() for seq, rid, _ in written})
     cursor.execute("SELECT action::text, count(*) FROM load_match GROUP BY action")
     counts = {str(action): int(number) for action, number in cursor.fetchall()}
     missing: list[int] = []
@@ -230,7 +233,13 @@ def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
             " WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.seq = s.seq) ORDER BY seq"
         )
         missing = [int(row[0]) for row in cursor.fetchall()]
-    return ChunkResult(counts.get("n", 0), counts.get("c", 0), counts.get("u", 0), missing)
+    return ChunkResult(
+        counts.get("n", 0),
+        counts.get("c", 0),
+        counts.get("u", 0),
+        missing,
+        [(int(seq), bool(created)) for seq, _, created in written],
+    )
 
 
 def _copy_index(cursor: psycopg.Cursor[Any], chunk: PreparedChunk, rids: dict[int, bytes]) -> None:
