@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import random
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+import pytest
 
 from maillage.audit.service import AuditTrail, VerifyReport
 from maillage.loading.service import BulkLoader
 from maillage.storage import Database
+from tests.conftest import empty_tables, fresh_database
 from tests.loading.conftest import SMALL_TERRITORY, write_ndjson
 
 # what the small territory's seven resources are about
@@ -23,6 +26,22 @@ FIRST_LOAD = {
     ("C", "pat-2"): {"Patient/pat-2"},
     ("C", None): {"Organization/org-site-a", "Practitioner/pract-1"},
 }
+
+
+@pytest.fixture(scope="module")
+def own_database(server_url: str) -> Iterator[str]:
+    """A database of these tests' own: the session's hubs run sealers on the shared one,
+    which would chain what these tests expect to find staged."""
+    with fresh_database(server_url, "maillage_load_audit") as url:
+        yield url
+
+
+@pytest.fixture
+def clean_database(own_database: str) -> str:
+    """This module's database, emptied."""
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        empty_tables(conn)
+    return own_database
 
 
 def _staged(conninfo: str) -> dict[tuple[str, str | None], set[str]]:
@@ -103,7 +122,7 @@ def test_a_line_the_database_refuses_has_no_event_and_the_others_have_theirs(
     clean_database: str,
 ) -> None:
     noise = "".join(random.Random(7).choices(string.ascii_lowercase, k=12_000))
-    resources = [
+    resources: list[dict[str, Any]] = [
         {"resourceType": "Patient", "id": "before"},
         {"resourceType": "Patient", "id": "huge", "managingOrganization": {
             "reference": f"Organization/{noise}"
