@@ -192,7 +192,15 @@ def cast(args: argparse.Namespace) -> Cast:
     for size in cuts:
         groups.append(put_aside[at : at + size])
         at += size
-    return Cast(base, *groups, generated_s=time.perf_counter() - started)
+    warm, hub, floor, sustained = groups
+    return Cast(
+        base,
+        warm=warm,
+        hub=hub,
+        floor=floor,
+        sustained=sustained,
+        generated_s=time.perf_counter() - started,
+    )
 
 
 class Numbers:

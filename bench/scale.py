@@ -95,7 +95,7 @@ def kept_database(reload: bool) -> Iterator[tuple[str, str, bool]]:
                 admin.execute(f'CREATE DATABASE "{KEEP_DB}"')
         params = psycopg.conninfo.conninfo_to_dict(server)
         params["dbname"] = KEEP_DB
-        url = psycopg.conninfo.make_conninfo(**params)
+        url = psycopg.conninfo.make_conninfo("", **params)
         upgrade(url)
         yield server, url, not exists
     finally:
@@ -253,18 +253,20 @@ async def _captured(database: str, run: Callable[[Any, Any], Any]) -> list[str]:
     from maillage.fhir.search.engine import SearchEngine
     from maillage.storage.database import _configure
 
-    engine = SearchEngine()
     statements: list[str] = []
-    original = engine._fetch
+
+    class RecordingEngine(SearchEngine):
+        async def _fetch(
+            self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
+        ) -> list[tuple[Any, ...]]:
+            statements.append(query.as_string(conn))
+            return await super()._fetch(conn, query)
+
+        fetch = _fetch
+
+    engine = RecordingEngine()
     async with await psycopg.AsyncConnection.connect(database) as conn:
         await _configure(conn)
-
-        async def recording(connection: Any, query: sql.Composed | sql.SQL) -> Any:
-            statements.append(query.as_string(connection))
-            return await original(connection, query)
-
-        engine._fetch = recording  # type: ignore[method-assign]
-        engine.fetch = recording  # type: ignore[method-assign]
         await run(engine, conn)
     return statements
 
@@ -274,7 +276,7 @@ def plans(database: str, scenario: Scenario, value: Any) -> list[dict[str, Any]]
     found = []
     with psycopg.connect(database, autocommit=True) as conn:
         for statement in statements:
-            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement).fetchall()
             plan = "\n".join(str(row[0]) for row in rows)
             found.append(
                 {

@@ -90,11 +90,16 @@ def build(folder: Path, target: int, heavy: int) -> dict[str, int | str]:
     """Write the data set in ``folder`` (one NDJSON file per type), unless the folder
     already holds the same one. Returns what it holds."""
     marker = folder.parent / f"{folder.name}.json"  # beside: the loader reads the folder
-    wanted = {"target": target, "heavy": heavy, "source": str(SOURCE), "ids": "uuid5"}
+    wanted: dict[str, int | str] = {
+        "target": target,
+        "heavy": heavy,
+        "source": str(SOURCE),
+        "ids": "uuid5",
+    }
     if marker.exists():
         found = json.loads(marker.read_text())
         if all(found.get(key) == value for key, value in wanted.items()):
-            return found  # type: ignore[no-any-return]
+            return found
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.ndjson"):
         old.unlink()

@@ -23,8 +23,9 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -215,7 +216,7 @@ def _register_floors() -> None:
         async def run(conn: psycopg.AsyncConnection, n: int) -> None:
             lines = http_common._FLOOR_STATE["lines"]
             params = json.loads(lines[n % len(lines)])
-            cursor = await conn.execute(statement, params)  # type: ignore[arg-type]
+            cursor = await conn.execute(statement, params)
             await cursor.fetchall()
 
         return run
@@ -226,7 +227,7 @@ def _register_floors() -> None:
 
 def floor_ids(conninfo: str, key: str, params: list[Any]) -> list[str]:
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(FLOOR_SQL[key], params).fetchall()  # type: ignore[arg-type]
+        rows = conn.execute(FLOOR_SQL[key], params).fetchall()
     return [str(row[0]) for row in rows[:PAGE]]
 
 
@@ -242,19 +243,18 @@ async def _captured(conninfo: str, scenario: Scenario) -> list[str]:
     from maillage.fhir.search.engine import SearchEngine
     from maillage.storage.database import _configure
 
-    engine = SearchEngine()
     statements: list[str] = []
-    original = engine._fetch
+
+    class RecordingEngine(SearchEngine):
+        async def _fetch(
+            self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
+        ) -> list[tuple[Any, ...]]:
+            statements.append(query.as_string(conn))
+            return await super()._fetch(conn, query)
+
+    engine = RecordingEngine()
     async with await psycopg.AsyncConnection.connect(conninfo) as conn:
         await _configure(conn)
-
-        async def recording(
-            connection: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
-        ) -> list[tuple[Any, ...]]:
-            statements.append(query.as_string(connection))
-            return await original(connection, query)
-
-        engine._fetch = recording  # type: ignore[method-assign]
         await engine.search(
             conn,
             scenario.resource_type,
@@ -270,9 +270,7 @@ def plans(conninfo: str, scenario: Scenario) -> list[dict[str, Any]]:
     statements = asyncio.run(_captured(conninfo, scenario))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for statement in statements:
-            rows = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) " + statement  # type: ignore[arg-type]
-            ).fetchall()
+            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement).fetchall()
             plan = "\n".join(str(row[0]) for row in rows)
             seq_scans = re.findall(r"Seq Scan on (\w+)", plan)
             found.append(
@@ -381,11 +379,10 @@ def _measure(args: argparse.Namespace, database: str, hub: Hub, scenario: Scenar
         duration_s=args.warmup,
         script_args=[str(paths_file)],
     )
-    with (
-        profiling(hub, f"search-{scenario.key}", args.duration)
-        if args.profile
-        else (nullcontext([])) as outputs
-    ):
+    profiled: AbstractContextManager[list[Path]] = (
+        profiling(hub, f"search-{scenario.key}", args.duration) if args.profile else nullcontext([])
+    )
+    with profiled as outputs:
         result = run_wrk(
             f"HTTP search, {args.workers} worker(s)",
             url,

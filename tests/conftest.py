@@ -57,7 +57,7 @@ TABLES = (
 def _with_database(url: str, name: str) -> str:
     conninfo = psycopg.conninfo.conninfo_to_dict(url)
     conninfo["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**conninfo)
+    return psycopg.conninfo.make_conninfo("", **conninfo)
 
 
 @pytest.fixture(scope="session")
@@ -141,9 +141,9 @@ class RunningHub:
     def __init__(self, settings: Settings, conninfo: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings, conninfo)
+        self.app = create_app(settings, conninfo)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

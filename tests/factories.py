@@ -52,7 +52,7 @@ def patient(
     given: tuple[str, ...] = ("Camille",),
     birth_date: str = "1980-02-03",
     gender: str = "female",
-    identifiers: list[dict[str, str]] | None = None,
+    identifiers: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A synthetic Patient; each call gets its own IPP unless ``identifiers`` is given."""

@@ -17,7 +17,7 @@ def test_db_upgrade_creates_the_schema_in_an_empty_database(server_url: str) -> 
         admin.execute(f'CREATE DATABASE "{name}"')
     params = psycopg.conninfo.conninfo_to_dict(server_url)
     params["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**params)
+    url = psycopg.conninfo.make_conninfo("", **params)
     try:
         runner = CliRunner()
         first = runner.invoke(app, ["db", "upgrade"], env={"MAILLAGE_DATABASE_URL": url})

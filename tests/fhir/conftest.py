@@ -14,8 +14,7 @@ from tests.conftest import RunningHub
 @pytest.fixture
 def store(hub: RunningHub, clean_database: str) -> FhirStore:
     """The running hub's FhirStore (to swap its access policy in a test)."""
-    app = hub.server.config.app
-    found = app.state.store
+    found = hub.app.state.store
     assert isinstance(found, FhirStore)
     return found
 

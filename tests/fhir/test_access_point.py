@@ -167,7 +167,7 @@ def test_refusals_are_403_operation_outcomes_on_every_path(
     stored_rows: Callable[[str], int],
 ) -> None:
     patient = create(http, factories.patient())
-    refused = {("mallory", action, None) for action in Action}
+    refused: set[tuple[str, Action, str | None]] = {("mallory", action, None) for action in Action}
     install(RecordingPolicy(refused))
     url = f"/Patient/{patient['id']}"
     mallory = _as("mallory")

@@ -203,7 +203,7 @@ def test_advertised_parameters_find_a_sample_resource_by_its_own_values(
             for row in by_kind.get(kind, []):
                 if row[0] != code:
                     continue
-                params = [(code, value) for value in _search_value(kind, row)]
+                params = tuple((code, value) for value in _search_value(kind, row))
                 response = http.get(
                     f"/{name}", params=params, headers={"Prefer": "handling=strict"}
                 )

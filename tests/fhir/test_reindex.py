@@ -170,7 +170,8 @@ def test_a_reindex_of_some_parameters_leaves_the_others_alone(
             job = await jobs.enqueue(kind, params, CTX)
             assert await Worker(jobs, {kind: reindex.run}).run_once()
             done = await jobs.get(job.id)
-            assert done is not None and done.status == JobStatus.DONE, done.error
+            assert done is not None
+            assert done.status == JobStatus.DONE, done.error
 
     asyncio.run(scenario())
     with psycopg.connect(clean_database) as conn:

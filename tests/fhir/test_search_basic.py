@@ -118,7 +118,7 @@ def test_comma_is_or_and_repetition_is_and(http: httpx.Client) -> None:
     assert _ids(http, given="helene,marc") == {helene, marc}
     both = http.get("/Patient", params=[("family", "lef"), ("gender", "male")])
     assert {item["resource"]["id"] for item in body(both)["entry"]} == {marc}
-    between = [("birthdate", "ge1981"), ("birthdate", "le2000")]
+    between = (("birthdate", "ge1981"), ("birthdate", "le2000"))
     assert {
         item["resource"]["id"] for item in body(http.get("/Patient", params=between))["entry"]
     } == {eloise}

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Self
 
 import hl7
 import psycopg
@@ -68,7 +68,7 @@ class RunningGateway:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return future.result(timeout)
 
-    def start(self) -> RunningGateway:
+    def start(self) -> Self:
         self.thread.start()
 
         async def start() -> None:

@@ -133,7 +133,8 @@ def test_a_batch_of_results_is_written_together_as_each_alone_would(
 ) -> None:
     calls: GroupCalls = []
     _watch_groups(lab, calls)
-    together, alone = [], []
+    together: list[tuple[str, str, str, str, str]] = []
+    alone: list[tuple[str, str, str, str, str]] = []
     for number in range(4):
         for kept, prefix in ((together, "G"), (alone, "S")):
             ipp, patient_id = _known_patient(http)

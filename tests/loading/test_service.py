@@ -228,7 +228,7 @@ def test_a_line_the_database_refuses_is_rejected_alone(clean_database: str) -> N
     # A reference too long for the reference index (PostgreSQL's btree row limit): the
     # store's own write fails the same way; the loader rejects that line, keeps the rest.
     noise = "".join(random.Random(7).choices(string.ascii_lowercase, k=12_000))
-    resources = [
+    resources: list[dict[str, Any]] = [
         {"resourceType": "Patient", "id": "before", "gender": "female"},
         {
             "resourceType": "Patient",

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import jwt
 import psycopg
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -43,6 +44,14 @@ class Clock:
         from datetime import timedelta
 
         self.now += timedelta(seconds=seconds)
+
+
+def totp_of(uri: str) -> pyotp.TOTP:
+    """The TOTP of an ``otpauth://totp/`` provisioning URI (``pyotp.parse_uri`` is typed
+    as returning the OTP base class, which has no ``now`` nor ``at``)."""
+    totp = pyotp.parse_uri(uri)
+    assert isinstance(totp, pyotp.TOTP)
+    return totp
 
 
 @pytest.fixture

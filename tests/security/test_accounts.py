@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
-import pyotp
 import pytest
 
 from maillage.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from maillage.security.accounts import AccountService, SignedIn
-from tests.security.conftest import Clock, with_accounts
+from tests.security.conftest import Clock, totp_of, with_accounts
 
 PASSWORD = "correct horse battery"
 
@@ -122,7 +121,7 @@ def test_totp_required_once_enrolled(accounts_database: str) -> None:
         await _add(accounts)
         uri = await accounts.enroll_totp("jdupont")
         assert uri.startswith("otpauth://totp/Maillage:jdupont?secret=")
-        totp = pyotp.parse_uri(uri)
+        totp = totp_of(uri)
         with pytest.raises(Unauthenticated, match="TOTP code is missing or wrong"):
             await accounts.authenticate("jdupont", PASSWORD)
         with pytest.raises(Unauthenticated, match="TOTP code is missing or wrong"):

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import psycopg
-import pyotp
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +13,7 @@ from maillage.cli.main import app
 from maillage.security.issuer import LocalIssuer, load_or_create_key
 from maillage.security.sealing import PREFIX, SecretSeal
 from maillage.security.tokens import TokenValidator
-from tests.security.conftest import with_accounts
+from tests.security.conftest import totp_of, with_accounts
 
 PASSWORD = "correct horse battery"
 
@@ -83,7 +82,7 @@ def test_totp_enroll_prints_the_uri_once(env: dict[str, str], accounts_database:
     _add_user(env)
     code, out, err = _admin(env, "user", "totp-enroll", "jdupont")
     assert code == 0 and "not shown again" in err
-    totp = pyotp.parse_uri(out.strip())
+    totp = totp_of(out.strip())
     assert "totp=yes" in _admin(env, "user", "list")[1]
 
     async def sign_in(accounts):  # type: ignore[no-untyped-def]

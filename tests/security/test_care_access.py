@@ -168,7 +168,10 @@ def test_break_the_glass_opens_one_record_for_a_while_with_a_reason(
     dr_c = as_user("Practitioner/dr-c", "CHL", "physician")
     q_id = ward["q"]["id"]
     assert http.get(f"/Patient/{q_id}", headers=dr_c).status_code == 404
-    body = {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "x"}]}
+    body: dict[str, Any] = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reason", "valueString": "x"}],
+    }
     short = http.post(f"/Patient/{q_id}/$break-the-glass", json=body, headers=dr_c)
     assert short.status_code == 400 and "reason" in short.text
     body["parameter"][0]["valueString"] = "unconscious patient in the emergency room"

@@ -34,7 +34,7 @@ from maillage.security.http import (
 from maillage.settings import Settings
 from maillage.storage import Database
 from tests.conftest import free_port
-from tests.security.conftest import SigningKeys, cheap_hasher, with_accounts
+from tests.security.conftest import SigningKeys, cheap_hasher, totp_of, with_accounts
 
 PASSWORD = "correct horse battery"
 IDP_PATH = "/idp/jwks.json"
@@ -171,7 +171,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     uri, secret = with_accounts(database_url, accounts_setup)
     with _serving(database_url, tmp_path_factory.mktemp("auth")) as running:
-        yield Served(running.base, running.idp, running.issuer_url, pyotp.parse_uri(uri), secret)
+        yield Served(running.base, running.idp, running.issuer_url, totp_of(uri), secret)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from maillage.errors import ConfigurationError, Unauthenticated
 from maillage.security.accounts import AccountService
 from maillage.security.sealing import PREFIX, SecretSeal, UnreadableSecret
-from tests.security.conftest import with_accounts
+from tests.security.conftest import totp_of, with_accounts
 
 PASSWORD = "a synthetic passphrase 77"
 
@@ -70,7 +70,7 @@ def test_enrolment_stores_it_sealed_and_sign_in_reads_it(
     async def work(accounts: AccountService) -> None:
         await accounts.add_user("jdupont", PASSWORD, role="physician", sites=["CHM"])
         uri = await accounts.enroll_totp("jdupont")
-        code = pyotp.parse_uri(uri).now()
+        code = totp_of(uri).now()
         assert (await accounts.authenticate("jdupont", PASSWORD, code)).subject == "jdupont"
         stored, _ = _stored(accounts_database, "jdupont")
         assert stored.startswith(PREFIX)
@@ -85,7 +85,7 @@ def test_a_secret_stored_in_clear_is_sealed_at_the_next_sign_in(
     uri = with_accounts(accounts_database, _enrol)  # a hub from before sealing
     secret = pyotp.parse_uri(uri).secret
     assert _stored(accounts_database, "jdupont")[0] == secret
-    code = pyotp.parse_uri(uri).now()
+    code = totp_of(uri).now()
 
     async def sign_in(accounts: AccountService) -> None:
         await accounts.authenticate("jdupont", PASSWORD, code)
@@ -107,7 +107,7 @@ def test_a_secret_this_key_cannot_open_is_refused_without_counting_a_failure(
     async def sign_in(accounts: AccountService) -> None:
         for _ in range(4):  # more than the lockout threshold (3)
             with pytest.raises(Unauthenticated, match="enroll its TOTP again"):
-                await accounts.authenticate("jdupont", PASSWORD, pyotp.parse_uri(uri).now())
+                await accounts.authenticate("jdupont", PASSWORD, totp_of(uri).now())
 
     with_accounts(accounts_database, sign_in, seal=SecretSeal.load_or_create(tmp_path))
     with psycopg.connect(accounts_database) as conn:

@@ -81,7 +81,8 @@ def test_without_a_token_the_hub_answers_401_with_a_challenge(
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert httpx.get(f"{hub_url}/health", timeout=10).status_code == 200
     assert httpx.get(f"{hub_url}/.well-known/smart-configuration", timeout=10).status_code == 200
-    forged = jwt.encode({"sub": "x", "iss": "x", "aud": "x"}, key=None, algorithm="none")
+    # alg "none" takes no key: PyJWT reads "" as None (its annotation does not allow None)
+    forged = jwt.encode({"sub": "x", "iss": "x", "aud": "x"}, key="", algorithm="none")
     with_forged = clients["anonymous"].get(
         "/Patient", headers={"Authorization": f"Bearer {forged}"}
     )

@@ -18,6 +18,7 @@ from maillage.errors import ConfigurationError, Forbidden, Unauthenticated
 from maillage.security.context import RequestContext
 from maillage.security.tokens import (
     IDNAT_PS_SYSTEM,
+    ClaimNames,
     IssuerConfig,
     TokenValidator,
     allowed_algorithms,
@@ -220,7 +221,7 @@ def test_pro_sante_connect_mapping(idp_keys: SigningKeys) -> None:
         name="psc",
         issuer=ISSUER,
         jwks=idp_keys.jwks(),
-        claims={"who": ["preferred_username"], "roles": ["roles"]},
+        claims=ClaimNames(who=("preferred_username",), roles=("roles",)),
         who_system=IDNAT_PS_SYSTEM,
         default_roles=("physician",),
     )

@@ -257,7 +257,7 @@ def scoped(expression: str, resource_type: str) -> str:
 
 @functools.cache
 def compiled(expression: str) -> Callable[..., Any]:
-    return compile_fhirpath(expression, models["r4"])  # type: ignore[no-any-return]
+    return compile_fhirpath(expression, models["r4"])
 
 
 def evaluate(param: Param, resources: list[dict[str, Any]]) -> dict[str, list[Any]]:

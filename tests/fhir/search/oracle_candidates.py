@@ -160,7 +160,7 @@ def near(number: Decimal) -> Iterator[str]:
 def coarser(number: Decimal) -> Iterator[str]:
     """Values one digit coarser whose precision range has ``number`` on its edge: with
     72.5, '72' ([71.5, 72.5): excluded) and '73' ([72.5, 73.5): included)."""
-    exponent = int(number.as_tuple().exponent)  # type: ignore[arg-type]
+    exponent = int(number.as_tuple().exponent)
     step = Decimal(10) ** (exponent + 1)
     below = number.quantize(step, rounding="ROUND_FLOOR")
     yield format(below, "f")

@@ -114,10 +114,12 @@ def component_value(kind: str, values: list[Any], variant: int) -> str | None:
         found = [q for value in values for q in quantities(value)]
         if not found:
             return None
-        number, system, code = found[0]
+        number, unit_system, unit = found[0]
         text = format(number, "f")
         prefix = ("", "ge", "lt", "ap", "gt")[variant % 5]
-        return f"{prefix}{text}|{system or ''}|{code}" if variant % 2 == 0 else f"{prefix}{text}"
+        return (
+            f"{prefix}{text}|{unit_system or ''}|{unit}" if variant % 2 == 0 else f"{prefix}{text}"
+        )
     if kind == "date":
         texts = [v if isinstance(v, str) else v.get("start") for v in values]
         texts = [text for text in texts if isinstance(text, str)]
@@ -153,20 +155,24 @@ def queries(oracle: Oracle, rng: random.Random) -> list[Query]:
             values.append(("missing", "true"))
         for variant, index in enumerate(pick(list(range(len(complete))), rng, 4)):
             element = complete[index][1]
-            parts = [component_value(k, v, variant) for k, v in zip(kinds, element, strict=True)]
-            if None in parts:
+            found_parts = [
+                component_value(k, v, variant) for k, v in zip(kinds, element, strict=True)
+            ]
+            parts = [part for part in found_parts if part is not None]
+            if len(parts) < len(found_parts):
                 continue
-            values.append((None, "$".join(parts)))  # type: ignore[arg-type]
+            values.append((None, "$".join(parts)))
             values.append((None, "$".join([f"{parts[0]}0", *parts[1:]])))  # near miss
         several = [e for e in found.values() if len(e) > 1]
         for resource_elements in several[:2]:
             first, second = resource_elements[0], resource_elements[-1]
-            crossed = [
+            found_crossed = [
                 component_value(kinds[0], first[0], 1),
                 *(component_value(k, v, 1) for k, v in zip(kinds[1:], second[1:], strict=True)),
             ]
-            if None not in crossed:  # first element's code, last element's value
-                values.append((None, "$".join(crossed)))  # type: ignore[arg-type]
+            crossed = [part for part in found_crossed if part is not None]
+            if len(crossed) == len(found_crossed):  # first element's code, last element's value
+                values.append((None, "$".join(crossed)))
         if len(values) > 4:
             values.append((None, f"{values[2][1]},{values[4][1]}"))  # comma: OR
         for modifier, value in values:

@@ -52,6 +52,7 @@ def links(oracle: Oracle, resource_type: str, code: str) -> Links:
                 for value in values
                 for kind, target, _ in references(value)
                 if kind
+                and target is not None
                 and target in oracle.ids_of.get(kind, ())
                 and (not targets or kind in targets)
             ]

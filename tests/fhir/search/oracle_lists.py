@@ -55,7 +55,7 @@ def list_ids(oracle: Oracle, resource_type: str, value: str) -> frozenset[str]:
             if entry.get("deleted") is True:
                 continue
             for kind, target, _ in references(entry.get("item")):
-                if kind == resource_type and target in stored:
+                if kind == resource_type and target is not None and target in stored:
                     found.add(target)
     return frozenset(found)
 

@@ -187,8 +187,8 @@ def token_texts(value: Any) -> Iterator[str]:
             yield coding["display"]
 
 
-_STRING_PARTS = ("text", "family", "given", "prefix", "suffix", "line", "city", "district")
-_STRING_PARTS += ("state", "postalCode", "country")
+_STRING_PARTS: tuple[str, ...] = ("text", "family", "given", "prefix", "suffix", "line")
+_STRING_PARTS += ("city", "district", "state", "postalCode", "country")
 
 
 def strings(value: Any) -> Iterator[str]:

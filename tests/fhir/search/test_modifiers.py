@@ -106,7 +106,7 @@ def test_missing_on_every_type(http: httpx.Client) -> None:
 
 
 def test_meta_parameters(http: httpx.Client) -> None:
-    meta = {
+    meta: dict[str, Any] = {
         "tag": [{"system": "http://example.org/tags", "code": "urgent"}],
         "security": [
             {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
