@@ -199,6 +199,36 @@ def organization(*, name: str = "Centre hospitalier de Testville", **extra: Any)
     return resource
 
 
+def practitioner(*, family: str = "Soignante", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "identifier": [identifier(system="urn:oid:1.2.250.1.71.4.2.1")],  # an RPPS-like id
+        "name": [{"family": family, "given": ["Alex"]}],
+    }
+    resource.update(extra)
+    return resource
+
+
+def objection(*, patient: str, status: str = "active") -> dict[str, Any]:
+    """A Consent recording the patient's objection to sharing (``security/care.py``)."""
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": patient},
+        "policyRule": {"text": "opposition au partage entre établissements du GHT"},
+        "provision": {"type": "deny"},
+    }
+
+
 def entry(
     method: str,
     url: str,

@@ -28,18 +28,57 @@ def _all_of_type(http: httpx.Client, resource_type: str) -> dict[str, dict[str, 
     return found
 
 
+def _literal(node: Any, by_identifier: dict[str, str]) -> Any:
+    """``node`` with its conditional references ``Type?identifier=system|value`` written as
+    the ``Type/id`` of the one resource of that type carrying that identifier."""
+    if isinstance(node, dict):
+        return {
+            key: by_identifier.get(value, value)
+            if key == "reference"
+            else _literal(value, by_identifier)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_literal(item, by_identifier) for item in node]
+    return node
+
+
+def _identified(expected: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """``Type?identifier=system|value`` → ``Type/id``, for the identifiers held once."""
+    owners: dict[str, set[str]] = {}
+    for resource_type, resources in expected.items():
+        for resource in resources:
+            for identifier in resource.get("identifier", []):
+                token = f"{identifier.get('system')}|{identifier.get('value')}"
+                owners.setdefault(f"{resource_type}?identifier={token}", set()).add(
+                    f"{resource_type}/{resource['id']}"
+                )
+    return {key: next(iter(found)) for key, found in owners.items() if len(found) == 1}
+
+
 def test_synthea_export_loads_completely_and_reads_back_identical(
     http: httpx.Client, clean_database: str
 ) -> None:
     files = sorted(SYNTHEA_10.glob("*.ndjson"))
-    expected = {path.name.split(".")[0]: read_ndjson(path) for path in files}
-    total = sum(len(resources) for resources in expected.values())
+    as_given = {path.name.split(".")[0]: read_ndjson(path) for path in files}
+    total = sum(len(resources) for resources in as_given.values())
     assert total > 7000
 
     report = BulkLoader(clean_database).load_paths([SYNTHEA_10])
 
     assert report.rejected == []
     assert (report.files, report.created) == (len(files), total)
+    # identical, but for the export's conditional references (practitioners,
+    # organisations, locations), each resolved to the resource it names
+    by_identifier = _identified(as_given)
+    expected = {kind: _literal(found, by_identifier) for kind, found in as_given.items()}
+    conditional = sum(
+        str(resource).count("?identifier=") for found in as_given.values() for resource in found
+    )
+    assert conditional > 9000
+    assert not any("?identifier=" in str(found) for found in expected.values())
+    found = report.references
+    assert (found.before + found.rewritten, dict(found.unresolved)) == (conditional, {})
     for resource_type, resources in expected.items():
         served = _all_of_type(http, resource_type)
         assert len(served) == len(resources), resource_type
@@ -56,6 +95,16 @@ def test_synthea_export_loads_completely_and_reads_back_identical(
     per_patient = Counter(encounter["subject"]["reference"] for encounter in expected["Encounter"])
     reference, count = per_patient.most_common(1)[0]
     response = http.get("/Encounter", params={"subject": reference, "_count": "1000"})
+    assert len(response.json()["entry"]) == count
+    # ... and the practitioners the export named by identifier: encounters per practitioner
+    per_practitioner = Counter(
+        participant["individual"]["reference"]
+        for encounter in expected["Encounter"]
+        for participant in encounter.get("participant", [])
+    )
+    reference, count = per_practitioner.most_common(1)[0]
+    assert reference.startswith("Practitioner/")
+    response = http.get("/Encounter", params={"practitioner": reference, "_count": "1000"})
     assert len(response.json()["entry"]) == count
 
 

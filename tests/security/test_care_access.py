@@ -193,22 +193,7 @@ def test_break_the_glass_opens_one_record_for_a_while_with_a_reason(
 
 
 def _objection(patient: dict[str, Any], status: str = "active") -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient['id']}"},
-        "policyRule": {"text": "opposition au partage entre établissements du GHT"},
-        "provision": {"type": "deny"},
-    }
+    return factories.objection(patient=f"Patient/{patient['id']}", status=status)
 
 
 def test_an_objection_keeps_the_record_from_the_other_sites(

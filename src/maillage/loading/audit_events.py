@@ -25,7 +25,7 @@ def chunk_events(
 ) -> list[PendingEvent]:
     """The events of what ``result`` says a chunk wrote."""
     by_change: dict[bool, dict[str | None, list[str]]] = {True: {}, False: {}}
-    for seq, created in result.written:
+    for seq, _, created in result.written:
         reference = f"{prepared.types[seq]}/{prepared.ids[seq]}"
         groups = by_change[created]
         for patient in prepared.patients[seq] or (None,):

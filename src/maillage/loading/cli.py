@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from maillage.loading.service import BulkLoader, LoadReport
+from maillage.loading.report import LoadReport
+from maillage.loading.service import BulkLoader
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -61,6 +62,7 @@ def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    _print_references(report, out, errors)
     if not report.indexed and report.loaded:
         errors.print(
             "[yellow]loaded without search index[/yellow] (--no-index): searches do not find "
@@ -78,4 +80,25 @@ def print_summary(report: LoadReport, out: Console, errors: Console) -> None:
             f"[yellow]{len(report.rejected)} line(s) were rejected[/yellow] and not loaded; "
             "the other resources were loaded. Exit code 1.",
             highlight=False,
+        )
+
+
+def _print_references(report: LoadReport, out: Console, errors: Console) -> None:
+    """The conditional references resolved, and those left as written (counted by target
+    type and reason, never listed: their criteria may hold a patient's identifier)."""
+    found = report.references
+    if found.before or found.rewritten:
+        out.print(
+            f"conditional references resolved: {found.before + found.rewritten:,} "
+            f"({found.rewritten:,} after the load, in {found.resources:,} resources, "
+            f"{report.references_seconds:.1f} s, included in the time below)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for (target_type, reason), count in sorted(found.unresolved.items()):
+        errors.print(
+            f"[yellow]{count} conditional reference(s) to {escape(target_type)} left as "
+            f"written[/yellow]: {escape(reason)}",
+            highlight=False,
+            soft_wrap=True,
         )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +49,9 @@ INDEX_COLUMNS: dict[str, str] = {
 }
 
 _NULL = "\\N"
+
+# A conditional reference value (a value with an escaped character is left as written).
+_CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]*\?[^"\\]*)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,10 @@ class PreparedChunk:
     objections: list[tuple[str, str | None]] = field(default_factory=list)
     # The patients each resource is about, by seq (its audit events name them).
     patients: list[tuple[str, ...]] = field(default_factory=list)
+    # The conditional references each resource holds, by seq (``loading/references.py``),
+    # and how many were written as literals when prepared (one per resource and reference).
+    conditional: list[tuple[str, ...]] = field(default_factory=list)
+    literals: int = 0
     # None: every parameter's rows (a create or a full rewrite); else new versions of
     # stored resources whose rows change for these parameters only (``prepare_changed``)
     reindexed: frozenset[str] | None = None
@@ -95,6 +104,13 @@ _ctx: RequestContext = RequestContext.system("loader")
 _index: bool = True
 # How long an ended encounter keeps its care relationship (settings.care_recent_days).
 _care_days: int = 30
+
+
+def conditional_references(body: bytes) -> tuple[str, ...]:
+    """The distinct conditional references (``Type?criteria``) of a resource's JSON."""
+    if b"?" not in body:
+        return ()
+    return tuple(dict.fromkeys(m.decode() for m in _CONDITIONAL.findall(body)))
 
 
 def warm_up() -> None:
@@ -276,8 +292,10 @@ def prepare_one(resource: Any, moment: datetime) -> tuple[dict[str, Any], str, b
     return stamped, method, orjson.dumps(stamped), rows
 
 
-def prepare_chunk(items: list[Item]) -> PreparedChunk:
-    """Prepare every item of a chunk; bad items are rejected with their location."""
+def prepare_chunk(items: list[Item], resolved: Mapping[str, str] | None = None) -> PreparedChunk:
+    """Prepare every item of a chunk; bad items are rejected with their location.
+    ``resolved``: conditional references (``Type?identifier=...``) already known, and the
+    ``Type/id`` each stands for: written so, as a transaction would (``references.py``)."""
     chunk = PreparedChunk()
     moment = now_instant()
     moment_text = moment.isoformat().encode()
@@ -285,7 +303,15 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(items):
         try:
-            resource = _parse(item)
+            if resolved and isinstance(item.raw, bytes) and b"?" in item.raw:
+                raw, named = _with_literal_bytes(item.raw, resolved)
+                resource = orjson.loads(raw)
+                chunk.literals += named
+            else:
+                resource = _parse(item)
+                if resolved and isinstance(resource, dict):
+                    resource, named = _with_literal_values(resource, resolved)
+                    chunk.literals += named
             stamped, method, body, rows = prepare_one(resource, moment)
         except orjson.JSONDecodeError as error:
             chunk.rejected.append(Rejection(item.file, item.line, f"invalid JSON: {error}"))
@@ -311,6 +337,43 @@ def prepare_chunk(items: list[Item]) -> PreparedChunk:
         _append(chunk, index, position, stamped, method, moment_text, body, rows)
     chunk.index = {table: lines for table, lines in index.items() if any(lines)}
     return chunk
+
+
+def _with_literal_bytes(raw: bytes, resolved: Mapping[str, str]) -> tuple[bytes, int]:
+    """A line with its ``resolved`` references written as literals, and how many were."""
+    count = 0
+
+    def literal(match: re.Match[bytes]) -> bytes:
+        nonlocal count
+        target = resolved.get(match[1].decode())
+        if target is None:
+            return match[0]
+        count += 1
+        return match[0][: match.start(1) - match.start(0)] + target.encode() + b'"'
+
+    return _CONDITIONAL.sub(literal, raw), count
+
+
+def _with_literal_values(
+    resource: dict[str, Any], resolved: Mapping[str, str]
+) -> tuple[dict[str, Any], int]:
+    """``_with_literal_bytes`` for a resource given parsed (``load_resources``)."""
+    count = sum(1 for found in conditional_references(orjson.dumps(resource)) if found in resolved)
+    return (with_literals(resource, resolved), count) if count else (resource, 0)
+
+
+def with_literals(node: Any, resolved: Mapping[str, str]) -> Any:
+    """``node`` with each ``reference`` found in ``resolved`` replaced by its literal."""
+    if isinstance(node, dict):
+        return {
+            key: resolved.get(value, value)
+            if key == "reference" and isinstance(value, str)
+            else with_literals(value, resolved)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [with_literals(item, resolved) for item in node]
+    return node
 
 
 def prepare_changed(resources: list[dict[str, Any]], codes: frozenset[str]) -> PreparedChunk:
@@ -352,6 +415,7 @@ def _append(
     chunk.types.append(resource_type)
     chunk.ids.append(resource_id)
     chunk.patients.append(tuple(sorted(patients_of(stamped))))
+    chunk.conditional.append(conditional_references(body))
     chunk.resources.append(
         b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
         % (

@@ -56,16 +56,33 @@ def is_bundle_file(path: Path) -> bool:
     return path.name.lower().endswith(BUNDLE_SUFFIXES)
 
 
+# In a folder, the files of the types other resources name (by conditional reference,
+# often) come first, so that those references are resolved as their chunk is prepared
+# (``references.py``). A bulk export names its files by type: ``Practitioner.000.ndjson``.
+REFERENCED_FIRST = ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient")
+
+
+def _read_order(path: Path) -> tuple[int, Path]:
+    kind = path.name.split(".")[0]
+    rank = REFERENCED_FIRST.index(kind) if kind in REFERENCED_FIRST else len(REFERENCED_FIRST)
+    return rank, path
+
+
 def expand_paths(paths: list[Path]) -> list[Path]:
     """Files to read, in a stable order: folders are searched recursively for NDJSON and
-    JSON files (the FHIR bulk export layout, or a folder of Bundles)."""
+    JSON files (the FHIR bulk export layout, or a folder of Bundles), the files of the
+    types most named first (``REFERENCED_FIRST``), then by path; files given one by one
+    are read in the order given."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
             found = sorted(
-                child
-                for child in path.rglob("*")
-                if child.is_file() and (is_ndjson(child) or is_bundle_file(child))
+                (
+                    child
+                    for child in path.rglob("*")
+                    if child.is_file() and (is_ndjson(child) or is_bundle_file(child))
+                ),
+                key=_read_order,
             )
             files.extend(found)
         elif path.is_file():

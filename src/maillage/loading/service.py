@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ from maillage.loading.prepare import (
     warm_up,
 )
 from maillage.loading.readers import Item, Problem, ProgressTracker, expand_paths, read_file
+from maillage.loading.references import ConditionalReferences, KnownReferences
+from maillage.loading.report import LoadReport, RejectedLine
 from maillage.loading.writer import (
     ChunkResult,
     clear_staging,
@@ -79,62 +81,6 @@ log = logging.getLogger(__name__)
 # resources or at this many bytes of NDJSON, whichever comes first: memory in flight
 # then stays bounded (about 10 MB per chunk in flight) even with large resources.
 MAX_CHUNK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RejectedLine:
-    """An input line (or Bundle entry) that was not loaded, and why."""
-
-    file: str
-    line: int
-    message: str
-    entry: int | None = None
-
-    @property
-    def location(self) -> str:
-        if self.entry is not None:
-            return f"{self.file}: Bundle.entry[{self.entry}]"
-        return f"{self.file}:{self.line}"
-
-
-@dataclass
-class LoadReport:
-    """What a load did. ``loaded`` counts resources written (created or new version)."""
-
-    files: int = 0
-    loaded: int = 0
-    unchanged: int = 0
-    rejected: list[RejectedLine] = field(default_factory=list)
-    created: int = 0
-    updated: int = 0
-    seconds: float = 0.0
-    # Where the time went: waiting for chunks to be read and prepared (validation,
-    # indexing), and writing them (COPY and merge in PostgreSQL).
-    preparing_seconds: float = 0.0
-    writing_seconds: float = 0.0
-    # True when ``strict`` stopped the load at a bad chunk.
-    stopped: bool = False
-    # False when the load skipped the search index (``BulkLoader(index=False)``).
-    indexed: bool = True
-    # Set when the search tables' indexes were built at the end of the load, and the
-    # time that took (included in ``seconds``).
-    indexes_built_after: bool = False
-    index_build_seconds: float = 0.0
-
-    @property
-    def processed(self) -> int:
-        return self.loaded + self.unchanged
-
-    @property
-    def rate(self) -> float:
-        """Resources written or found unchanged, per second."""
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, result: ChunkResult) -> None:
-        self.created += result.created
-        self.updated += result.updated
-        self.loaded += result.created + result.updated
-        self.unchanged += result.unchanged
 
 
 @dataclass
@@ -192,6 +138,9 @@ class BulkLoader:
         self.care_recent_days = care_recent_days
         self.index_build = index_build
         self.audit = audit
+        # per run: conditional references resolved before preparation, and after
+        self._known = KnownReferences(conninfo, enabled=False)
+        self._references = ConditionalReferences(care_recent_days)
 
     # -- entry points -------------------------------------------------------------
     def load_resources(
@@ -269,6 +218,10 @@ class BulkLoader:
         if batch or problems:
             yield _Chunk(batch, problems, tracker.consumed if tracker else 0)
 
+    def _prepare(self, items: list[Item]) -> PreparedChunk:
+        """Prepare a chunk in this process, with the conditional references known."""
+        return prepare_chunk(items, self._known.for_items(items))
+
     def _pool_allowed(self) -> bool:
         # Workers are forked: they inherit the loaded definitions and the policy as is.
         return self.workers >= 1 and "fork" in multiprocessing.get_all_start_methods()
@@ -282,11 +235,11 @@ class BulkLoader:
             return
         second = next(chunks, None)
         if second is None or not self._pool_allowed():
-            yield first, prepare_chunk(first.items)
+            yield first, self._prepare(first.items)
             if second is not None:
-                yield second, prepare_chunk(second.items)
+                yield second, self._prepare(second.items)
             for chunk in chunks:
-                yield chunk, prepare_chunk(chunk.items)
+                yield chunk, self._prepare(chunk.items)
             return
         # Workers are forked once the definitions are loaded, so they start warm and
         # share those pages with this process; frozen objects are not touched by the
@@ -302,7 +255,8 @@ class BulkLoader:
         try:
             pending: deque[tuple[_Chunk, Future[PreparedChunk]]] = deque()
             for chunk in itertools.chain((first, second), chunks):
-                pending.append((chunk, pool.submit(prepare_chunk, chunk.items)))
+                known = self._known.for_items(chunk.items)
+                pending.append((chunk, pool.submit(prepare_chunk, chunk.items, known)))
                 if len(pending) > 2 * self.workers + 1:
                     done, future = pending.popleft()
                     yield done, future.result()
@@ -323,13 +277,17 @@ class BulkLoader:
         tracker: ProgressTracker | None = None,
     ) -> LoadReport:
         report = LoadReport(indexed=self.index)
+        self._references = ConditionalReferences(self.care_recent_days)
         configure_worker(self.policy, self.ctx, self.index, self.care_recent_days)
         started = time.perf_counter()
         with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
             # Index with the custom SearchParameter definitions too (before forking).
             install_from_store(conn)
-            if self._builds_indexes_after(conn, input_bytes):
+            deferring = self._builds_indexes_after(conn, input_bytes)
+            if deferring:
                 deferred_indexes.defer(conn, list(INDEX_COLUMNS))
+            # without the search index (set aside, or not built) nothing can be looked up
+            self._known = KnownReferences(self.conninfo, enabled=self.index and not deferring)
             create_staging(conn)
             try:
                 pipeline = self._prepared(self._chunks(items, tracker))
@@ -347,6 +305,8 @@ class BulkLoader:
                         progress(chunk.consumed, report.processed)
             except _StrictStop:
                 report.stopped = True
+            finally:
+                self._known.close()
             flush(conn)
             waiting = deferred_indexes.pending(conn)
         if waiting:
@@ -354,13 +314,27 @@ class BulkLoader:
             deferred_indexes.build(self.conninfo)
             report.indexes_built_after = True
             report.index_build_seconds = time.perf_counter() - building
+        # once every chunk is written and indexed: what a reference names may come last
+        if self._references.named_by:
+            resolving = time.perf_counter()
+            with psycopg.connect(self.conninfo, options="-c timezone=UTC") as conn:
+                resolution = self._references.resolve(conn, indexed=self.index)
+            resolution.before = report.references.before
+            report.references = resolution
+            report.references_seconds = time.perf_counter() - resolving
         report.seconds = time.perf_counter() - started
+        found = report.references
         log.info(
-            "bulk load: %d loaded, %d unchanged, %d rejected in %.1f s",
+            "bulk load: %d loaded, %d unchanged, %d rejected in %.1f s; conditional"
+            " references: %d resolved (%d after the load, %.1f s), %d left as written",
             report.loaded,
             report.unchanged,
             len(report.rejected),
             report.seconds,
+            found.before + found.rewritten,
+            found.rewritten,
+            report.references_seconds,
+            sum(found.unresolved.values()),
         )
         return report
 
@@ -390,7 +364,7 @@ class BulkLoader:
             raise _StrictStop
         retry = self._commit(conn, chunk.items, prepared, report, strict=strict)
         while retry:
-            again = prepare_chunk(retry)
+            again = self._prepare(retry)
             report.rejected.extend(_rejected(rejection) for rejection in again.rejected)
             if strict and again.rejected:
                 raise _StrictStop
@@ -417,7 +391,7 @@ class BulkLoader:
                 raise
             log.warning("a chunk was refused by the database; locating the offending items")
             return self._locate(conn, items, report, strict=strict)
-        report.add(result)
+        self._written(report, prepared, result)
         later = list(prepared.deferred)
         later.extend(items[prepared.sources[seq]] for seq in result.missing)
         return later
@@ -429,10 +403,10 @@ class BulkLoader:
         the items the database refuses; with ``strict`` nothing of the chunk is kept."""
         later: list[Item] = []
         refused: list[RejectedLine] = []
-        written: list[ChunkResult] = []
+        written: list[tuple[PreparedChunk, ChunkResult]] = []
         with conn.transaction() as outer:
             for item in items:
-                prepared = prepare_chunk([item])
+                prepared = self._prepare([item])
                 try:
                     with conn.transaction():
                         clear_staging(conn)
@@ -445,7 +419,7 @@ class BulkLoader:
                         RejectedLine(item.file, item.line, _db_message(error), item.entry)
                     )
                     continue
-                written.append(result)
+                written.append((prepared, result))
                 later.extend(prepared.deferred)
                 later.extend(item for _ in result.missing)
             if strict and refused:
@@ -453,9 +427,14 @@ class BulkLoader:
         report.rejected.extend(refused)
         if strict and refused:
             raise _StrictStop
-        for result in written:
-            report.add(result)
+        for prepared, result in written:
+            self._written(report, prepared, result)
         return later
+
+    def _written(self, report: LoadReport, prepared: PreparedChunk, result: ChunkResult) -> None:
+        report.add(result)
+        report.references.before += prepared.literals
+        self._references.note(prepared, result)
 
     def _audit(
         self, conn: psycopg.Connection, prepared: PreparedChunk, result: ChunkResult

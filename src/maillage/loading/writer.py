@@ -11,12 +11,14 @@ its version increased, with ``meta.versionId`` set to match.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from maillage.loading.prepare import INDEX_COLUMNS, RESOURCE_COLUMNS, PreparedChunk
+from maillage.security.care import Grant
 
 _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS load_resource (
@@ -95,8 +97,9 @@ class ChunkResult:
     # seq of staged resources that were neither matched nor inserted (created by
     # another writer between our match and insert).
     missing: list[int]
-    # (seq, created) of each resource written: created, or a new version of a stored one
-    written: list[tuple[int, bool]] = field(default_factory=list)
+    # (seq, rid, created) of each resource written: created, or a new version of a stored
+    # one
+    written: list[tuple[int, int, bool]] = field(default_factory=list)
 
 
 def create_staging(conn: psycopg.Connection) -> None:
@@ -133,7 +136,7 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
     if chunk.count == 0:
         return ChunkResult(0, 0, 0, [])
     with conn.cursor() as cursor:
-        _write_care(cursor, chunk)
+        write_care(cursor, chunk.care, chunk.objections)
         if chunk.reindexed is not None:
             return _merge(cursor, chunk)  # new versions of stored resources only
         cursor.execute(_ANY_STORED, (chunk.types, chunk.ids))
@@ -146,18 +149,23 @@ def write_chunk(conn: psycopg.Connection, chunk: PreparedChunk) -> ChunkResult:
         return _merge(cursor, chunk)
 
 
-def _write_care(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> None:
-    """The care relationships and objections of the chunk's resources, replacing what
-    earlier versions recorded (as the store's write hooks do)."""
-    if chunk.care:
+def write_care(
+    cursor: psycopg.Cursor[Any],
+    care: Sequence[tuple[str, str, Sequence[Grant]]],
+    objections: Sequence[tuple[str, str | None]],
+) -> None:
+    """The care relationships (type, id, grants) and objections (consent id, patient id)
+    of these resources, replacing what earlier versions recorded (as the store's write
+    hooks do)."""
+    if care:
         cursor.execute(
             "DELETE FROM care_access c USING unnest(%s::text[], %s::text[]) AS k(t, i)"
             " WHERE c.source_type = k.t AND c.source_id = k.i",
-            ([t for t, _, _ in chunk.care], [i for _, i, _ in chunk.care]),
+            ([t for t, _, _ in care], [i for _, i, _ in care]),
         )
         rows = [
             (g.patient_id, g.principal, g.until, kind, source_id)
-            for kind, source_id, grants in chunk.care
+            for kind, source_id, grants in care
             for g in grants
         ]
         if rows:
@@ -166,12 +174,12 @@ def _write_care(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> None:
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
-    if chunk.objections:
+    if objections:
         cursor.execute(
             "DELETE FROM care_objection WHERE consent_id = ANY(%s)",
-            ([consent for consent, _ in chunk.objections],),
+            ([consent for consent, _ in objections],),
         )
-        for consent, patient in chunk.objections:
+        for consent, patient in objections:
             if patient is not None:
                 cursor.execute(
                     "INSERT INTO care_objection (consent_id, patient_id) VALUES (%s, %s)",
@@ -195,7 +203,8 @@ def _insert_all(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResul
     with cursor.copy(statement) as copy:
         copy.write(data)
     _copy_index(cursor, chunk, dict(enumerate(rids)))
-    return ChunkResult(chunk.count, 0, 0, [], [(seq, True) for seq in range(chunk.count)])
+    written = [(seq, int(rid), True) for seq, rid in enumerate(rids)]
+    return ChunkResult(chunk.count, 0, 0, [], written)
 
 
 def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
@@ -238,7 +247,7 @@ def _merge(cursor: psycopg.Cursor[Any], chunk: PreparedChunk) -> ChunkResult:
         counts.get("c", 0),
         counts.get("u", 0),
         missing,
-        [(int(seq), bool(created)) for seq, _, created in written],
+        [(int(seq), int(rid), bool(created)) for seq, rid, created in written],
     )
 
 

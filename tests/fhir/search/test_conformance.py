@@ -43,16 +43,22 @@ def loaded(
     resources = [resource for resources in sample.values() for resource in resources]
     report = BulkLoader(database_url).load_resources(resources)
     assert report.rejected == []
-    # meta.lastUpdated and versionId are the server's: the oracle reads them as stored
+    # the oracle reads the resources as stored: meta.lastUpdated and versionId are the
+    # server's, and the export's conditional references were resolved to Type/id
     with psycopg.connect(database_url) as conn:
         stored = {
-            (kind, rid): meta
-            for kind, rid, meta in conn.execute(
-                "SELECT resource_type, id, content->'meta' FROM resource"
+            (kind, rid): content
+            for kind, rid, content in conn.execute(
+                "SELECT resource_type, id, content FROM resource"
             )
         }
     for resource in resources:
-        resource["meta"] = stored[(resource["resourceType"], resource["id"])]
+        as_stored = stored[(resource["resourceType"], resource["id"])]
+        assert {k: v for k, v in as_stored.items() if k != "meta"}.keys() == {
+            k for k in resource if k != "meta"
+        }
+        resource.clear()
+        resource.update(as_stored)
     yield f"{hub.base_url}/fhir"
     with psycopg.connect(database_url, autocommit=True) as conn:
         empty_tables(conn)
