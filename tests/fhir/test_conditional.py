@@ -255,12 +255,14 @@ def test_create_racing_another_create_of_the_same_id_is_409(
 
 
 def _wait_for_a_lock_wait(conn: psycopg.Connection[Any]) -> None:
-    """Until a backend other than ``conn`` waits on a lock (the hub's insert is blocked)."""
+    """Until a backend other than ``conn`` waits on a row lock (the hub's insert is
+    blocked; a hub's audit writer waiting on the chain's advisory lock is not it)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            " WHERE wait_event_type = 'Lock' AND wait_event <> 'advisory'"
+            " AND pid <> pg_backend_pid()"
             " AND datname = current_database()"
         ).fetchone()
         if row and row[0]:

@@ -34,7 +34,7 @@ def gateway_settings(**overrides: Any) -> Settings:
         "hl7_retry_base_s": 0.05,
         "hl7_retry_max_s": 0.2,
         "hl7_max_attempts": 3,
-        "hl7_store_timeout_s": 2.0,
+        "hl7_store_timeout_s": 10.0,  # a slow disk on a loaded runner is not an outage
         "hl7_partial_timeout_s": 1.0,
         "hl7_workers": 2,
         **overrides,

@@ -180,7 +180,8 @@ def test_database_unavailable_then_back(server_url: str, database_url: str) -> N
             assert ack_code(client.exchange(message(control_id="UP-1"))) == "AA"
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
             )
             codes = [ack_code(client.exchange(message(control_id=f"DOWN-{n}"))) for n in range(3)]
             assert "AA" not in codes and set(codes) == {"AR"}

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -47,9 +48,12 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 def test_serve_with_three_workers_runs_one_listener_and_two_processors(
-    hl7_database: str,
+    hl7_database: str, tmp_path: Path
 ) -> None:
     http_port, hl7_port = free_port(), free_port()
+    while hl7_port == http_port:
+        hl7_port = free_port()
+    errors = (tmp_path / "stderr.log").open("wb")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -64,8 +68,12 @@ def test_serve_with_three_workers_runs_one_listener_and_two_processors(
         ],
         env=_environment(hl7_database, hl7_port),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
     )
+
+    def log() -> str:
+        return (tmp_path / "stderr.log").read_text(errors="replace")
+
     try:
         _wait_listening(hl7_port, process)
         with MllpConnection(hl7_port) as client:
@@ -79,15 +87,18 @@ def test_serve_with_three_workers_runs_one_listener_and_two_processors(
         wait_for(lambda: _healthy(http_port), timeout=60, what="HTTP")
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
         assert 'maillage_hl7_received_messages{site="CHM"} 1.0' in metrics
+        # the workers that do not listen convert: each with its tasks (one may start
+        # after the message was processed by the other)
+        started = "hl7 processor: 2 tasks converting stored messages"
+        wait_for(lambda: log().count(started) == 2, timeout=60, what="both processors")
     finally:
         code = _stop(process)
-        log = process.stderr.read().decode() if process.stderr else ""
-    assert code == 0 or code == 128 + signal.SIGTERM, log
+        errors.close()
+    written = log()
+    assert code == 0 or code == 128 + signal.SIGTERM, written
     for secret in (FAMILY, GIVEN, "IPP1001"):
-        assert secret not in log
-    assert log.count("MLLP listening on") == 1, log
-    # the workers that do not listen convert: each with its tasks
-    assert log.count("hl7 processor: 2 tasks converting stored messages") == 2, log
+        assert secret not in written
+    assert written.count("MLLP listening on") == 1, written
 
 
 def _healthy(port: int) -> bool:
@@ -134,12 +145,16 @@ def _processors(process: subprocess.Popen[bytes], count: int) -> set[int]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         children = {pid for pid in _children(process.pid) if _alive(pid)}
-        # spawn's resource tracker is a child too: the processors run maillage's code
+        # the processors are spawned (spawn_main); spawn's resource tracker is a child
+        # too, and a child just forked still shows its parent's command line
         processors = set()
         for pid in children:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if b"resource_tracker" not in cmdline.read():
-                    processors.add(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if b"spawn_main" in cmdline.read():
+                        processors.add(pid)
+            except FileNotFoundError:  # ended meanwhile
+                continue
         if len(processors) >= count:
             return processors
         time.sleep(0.2)

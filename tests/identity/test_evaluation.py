@@ -62,9 +62,9 @@ def test_one_million_records_without_enumerating_pairs() -> None:
     size = 1_000_000
     truth = {n: n // 4 for n in range(size)}  # persons of 4 records: 6 pairs each
     predicted = {n: n // 2 for n in range(size)}  # each person split in two: 2 of 6 pairs
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU: not the time others take
     scores = pairwise_scores(predicted, truth)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert scores.true_pairs == size // 4 * 6
     assert scores.predicted_pairs == scores.true_positives == size // 2
     assert scores.precision == 1.0 and scores.recall == pytest.approx(1 / 3)

@@ -183,10 +183,10 @@ def test_scoring_is_well_under_a_millisecond(scorer: Scorer) -> None:
     left = prepare(BASE)
     right = prepare({**BASE, "birth_name": "Lefevbre", "first_names": "Marie"})
     count = 2000
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU: not the time others take
     for _ in range(count):
         scorer.score(left, right)
-    per_pair = (time.perf_counter() - started) / count
+    per_pair = (time.process_time() - started) / count
     assert per_pair < 0.0005  # ~10 µs on the dev machine; generous for a busy CI box
 
 
