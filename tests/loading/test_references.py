@@ -193,21 +193,48 @@ def test_references_to_what_is_already_stored_are_written_as_literals_when_prepa
     assert (again.loaded, again.unchanged) == (0, 3)
 
 
-def test_a_load_that_sets_the_indexes_aside_resolves_everything_after(
+def test_a_load_that_sets_the_indexes_aside_learns_the_identifiers_it_writes(
     clean_database: str, tmp_path: Path
 ) -> None:
     doctor = factories.practitioner(id="dr-6")
-    encounter = _encounter("p-6", participant=_conditional(doctor), provider="Organization/x")
-    source = write_ndjson(tmp_path / "export.ndjson", [doctor, encounter])
+    twins = [factories.organization(id=f"org-6{n}") for n in range(2)]
+    twins[1]["identifier"] = twins[0]["identifier"]
+    encounter = _encounter("p-6", participant=_conditional(doctor), provider=_conditional(twins[0]))
+    source = write_ndjson(tmp_path / "export.ndjson", [doctor, *twins, encounter])
 
-    # indexes built after the rows: no lookup can be made while the chunks are prepared
-    report = BulkLoader(clean_database, index_build="after").load_paths([source])
+    # indexes built after the rows: nothing can be looked up while the chunks are
+    # prepared, but the store held no practitioner or organisation: what the load writes
+    # is all there is (an identifier carried twice is no answer)
+    report = BulkLoader(clean_database, index_build="after", chunk_size=1, workers=0).load_paths(
+        [source]
+    )
 
     assert report.indexes_built_after
-    assert (report.references.before, report.references.rewritten) == (0, 1)
+    assert (report.references.before, report.references.rewritten) == (1, 0)
+    assert report.references.unresolved == {("Organization", "several matches"): 1}
     body = stored(clean_database, "Encounter", "enc-p-6")
     assert body is not None
     assert body["participant"][0]["individual"] == {"reference": "Practitioner/dr-6"}
+    assert body["serviceProvider"] == {"reference": _conditional(twins[0])}
+
+
+def test_a_load_that_sets_the_indexes_aside_over_stored_ones_resolves_after(
+    clean_database: str, tmp_path: Path
+) -> None:
+    BulkLoader(clean_database).load_resources([factories.practitioner(id="dr-70")])
+    doctor = factories.practitioner(id="dr-7")
+    encounter = _encounter("p-7", participant=_conditional(doctor), provider="Organization/x")
+    source = write_ndjson(tmp_path / "export.ndjson", [doctor, encounter])
+
+    # a practitioner stored before may carry the same identifier: only a lookup tells
+    report = BulkLoader(clean_database, index_build="after", chunk_size=1, workers=0).load_paths(
+        [source]
+    )
+
+    assert (report.references.before, report.references.rewritten) == (0, 1)
+    body = stored(clean_database, "Encounter", "enc-p-7")
+    assert body is not None
+    assert body["participant"][0]["individual"] == {"reference": "Practitioner/dr-7"}
 
 
 def test_a_folder_is_read_referenced_types_first(tmp_path: Path) -> None:

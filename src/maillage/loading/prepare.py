@@ -50,6 +50,9 @@ INDEX_COLUMNS: dict[str, str] = {
 
 _NULL = "\\N"
 
+# The types whose identifiers a load learns while its indexes are set aside: those that
+# other resources name by conditional reference, few (not Patient: a million of them).
+LEARNED_TYPES = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole"})
 # A conditional reference value (a value with an escaped character is left as written).
 _CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]*\?[^"\\]*)"')
 
@@ -93,6 +96,9 @@ class PreparedChunk:
     # and how many were written as literals when prepared (one per resource and reference).
     conditional: list[tuple[str, ...]] = field(default_factory=list)
     literals: int = 0
+    # For the resources of ``LEARNED_TYPES``, by seq: the conditional references that
+    # name them (``Type?identifier=system|value``), learned while no lookup can be made.
+    identified: list[tuple[str, ...]] = field(default_factory=list)
     # None: every parameter's rows (a create or a full rewrite); else new versions of
     # stored resources whose rows change for these parameters only (``prepare_changed``)
     reindexed: frozenset[str] | None = None
@@ -339,6 +345,16 @@ def prepare_chunk(items: list[Item], resolved: Mapping[str, str] | None = None) 
     return chunk
 
 
+def _identified_as(resource: dict[str, Any]) -> tuple[str, ...]:
+    """The conditional references that name ``resource`` by one of its identifiers."""
+    keys = []
+    for identifier in resource.get("identifier") or ():
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str) and system and value:
+            keys.append(f"{resource['resourceType']}?identifier={system}|{value}")
+    return tuple(keys)
+
+
 def _with_literal_bytes(raw: bytes, resolved: Mapping[str, str]) -> tuple[bytes, int]:
     """A line with its ``resolved`` references written as literals, and how many were."""
     count = 0
@@ -416,6 +432,7 @@ def _append(
     chunk.ids.append(resource_id)
     chunk.patients.append(tuple(sorted(patients_of(stamped))))
     chunk.conditional.append(conditional_references(body))
+    chunk.identified.append(_identified_as(stamped) if resource_type in LEARNED_TYPES else ())
     chunk.resources.append(
         b"\t%s\t%s\t%s\t%s\t%s\t\\\\x%s\n"
         % (

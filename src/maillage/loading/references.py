@@ -10,11 +10,12 @@ current resource that carries it:
   looked up among what is already stored, and the chunk's resources are prepared with
   the literals (``prepare.with_literals``); a folder's files are read referenced types
   first (``readers.expand_paths``), so the targets are stored when their referrers
-  come. Not while the search tables' indexes are set aside (a big first load): no
-  lookup then, the end pass does them all;
+  come. While the search tables' indexes are set aside (a big first load) no lookup
+  can be made: the identifiers of the organisations, locations and practitioners the
+  load writes are learned instead, when the store held none before;
 - at the end of the load (``ConditionalReferences``), for the references still as
-  written (their target came later, in a chunk in flight, or the indexes were set
-  aside): each distinct one is looked up once, and every resource of the load naming
+  written (their target came later or in a chunk still in flight, or could be neither
+  looked up nor learned): each distinct one is looked up once, and every resource of the load naming
   a found one is rewritten in place — not a new version: the load's own write,
   completed — with its reference index rows extracted again, the care relationships or
   objection it records (``security/care.py`` reads literal references only), and the
@@ -114,30 +115,50 @@ def look_up(
 
 class KnownReferences:
     """The conditional references already resolvable when a chunk is submitted for
-    preparation: looked up among what is stored, and kept (at most ``_KEPT``)."""
+    preparation, and the ``Type/id`` each stands for (at most ``_KEPT`` kept).
 
-    def __init__(self, conninfo: str, *, enabled: bool) -> None:
+    ``mode``: ``lookup`` — looked up among what is stored (the search index); ``learn`` —
+    while the search tables' indexes are set aside, no lookup can be made: the
+    identifiers of the resources of ``LEARNED_TYPES`` the load writes are learned as
+    their chunks commit (an identifier carried twice is no answer), which is the whole
+    truth when the store held none of those types before; ``off`` — none."""
+
+    def __init__(self, conninfo: str, *, mode: str) -> None:
         self.conninfo = conninfo
-        self.enabled = enabled
+        self.mode = mode
         self.known: dict[str, str] = {}
+        self._twice: set[str] = set()
         self._conn: psycopg.Connection | None = None
 
     def for_items(self, items: list[Item]) -> dict[str, str]:
         """The references the items hold that are known, and their literals."""
-        if not self.enabled:
+        if self.mode == "off" or (self.mode == "learn" and not self.known):
             return {}
         held: dict[str, None] = {}
         for item in items:
             raw = item.raw if isinstance(item.raw, bytes) else orjson.dumps(item.raw)
             held.update(dict.fromkeys(conditional_references(raw)))
         unknown = [reference for reference in held if reference not in self.known]
-        if unknown:
+        if unknown and self.mode == "lookup":
             if len(self.known) > _KEPT:
                 self.known.clear()
             if self._conn is None:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True)
             self.known.update(look_up(self._conn, unknown))
         return {reference: self.known[reference] for reference in held if reference in self.known}
+
+    def learn(self, prepared: PreparedChunk, result: ChunkResult) -> None:
+        """In ``learn`` mode: the identifiers of what a committed chunk wrote."""
+        if self.mode != "learn" or len(self.known) > _KEPT:
+            return
+        for seq, _, _ in result.written:
+            literal = f"{prepared.types[seq]}/{prepared.ids[seq]}"
+            for key in prepared.identified[seq]:
+                if key in self._twice:
+                    continue
+                if self.known.setdefault(key, literal) != literal:
+                    del self.known[key]
+                    self._twice.add(key)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -47,6 +47,7 @@ from maillage.fhir.search_definitions import install_from_store
 from maillage.loading.audit_events import chunk_events
 from maillage.loading.prepare import (
     INDEX_COLUMNS,
+    LEARNED_TYPES,
     PreparedChunk,
     Rejection,
     configure_worker,
@@ -139,7 +140,7 @@ class BulkLoader:
         self.index_build = index_build
         self.audit = audit
         # per run: conditional references resolved before preparation, and after
-        self._known = KnownReferences(conninfo, enabled=False)
+        self._known = KnownReferences(conninfo, mode="off")
         self._references = ConditionalReferences(care_recent_days)
 
     # -- entry points -------------------------------------------------------------
@@ -286,8 +287,7 @@ class BulkLoader:
             deferring = self._builds_indexes_after(conn, input_bytes)
             if deferring:
                 deferred_indexes.defer(conn, list(INDEX_COLUMNS))
-            # without the search index (set aside, or not built) nothing can be looked up
-            self._known = KnownReferences(self.conninfo, enabled=self.index and not deferring)
+            self._known = KnownReferences(self.conninfo, mode=self._known_mode(conn, deferring))
             create_staging(conn)
             try:
                 pipeline = self._prepared(self._chunks(items, tracker))
@@ -337,6 +337,20 @@ class BulkLoader:
             sum(found.unresolved.values()),
         )
         return report
+
+    def _known_mode(self, conn: psycopg.Connection, deferring: bool) -> str:
+        """How conditional references are known before preparation (``KnownReferences``):
+        looked up in the search index; learned from the load, while the index is set
+        aside, if the store holds none of the types learned; else not before the end."""
+        if not self.index:
+            return "off"
+        if not deferring:
+            return "lookup"
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM resource WHERE resource_type = ANY(%s))",
+            (sorted(LEARNED_TYPES),),
+        ).fetchone()
+        return "off" if row is None or row[0] else "learn"
 
     def _builds_indexes_after(self, conn: psycopg.Connection, input_bytes: int) -> bool:
         if not self.index or self.index_build == "during":
@@ -435,6 +449,7 @@ class BulkLoader:
         report.add(result)
         report.references.before += prepared.literals
         self._references.note(prepared, result)
+        self._known.learn(prepared, result)
 
     def _audit(
         self, conn: psycopg.Connection, prepared: PreparedChunk, result: ChunkResult
