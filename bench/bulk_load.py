@@ -1,6 +1,6 @@
 """Bulk load benchmark: `maillage load` on >= 100,000 resources, beside plain COPY.
 
-    .venv/bin/python -m bench.bulk_load [--resources 100000] [--profile]
+    .venv/bin/python -m bench.bulk_load [--resources 100000] [--profile] [--index-build after]
 
 1. Builds the data set: ../shared/data/synthea/10-patients replicated with new ids
    (every id, and every ``Type/id`` reference to it, gets a ``-cN`` suffix per copy; so
@@ -352,9 +352,13 @@ def _markdown(results: dict[str, Any]) -> str:
         if results.get("profile")
         else ""
     )
+    command = (
+        f".venv/bin/python -m bench.bulk_load --resources {results['target']}"
+        f" --index-build {results['index_build']}"
+    )
     return f"""## Bulk load (`maillage load`)
 
-Command: `.venv/bin/python -m bench.bulk_load --resources {results["target"]}`
+Command: `{command}`
 ({results["resources"]:,} resources: the Synthea 10-patient export replicated
 {results["copies"]}× with new ids; NDJSON, one file per type).
 
@@ -420,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--resources", type=int, default=100_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the first load")
+    parser.add_argument(
+        "--index-build",
+        choices=("auto", "during", "after"),
+        default="auto",
+        help="passed to `maillage load` (after: the big first load's path, indexes set aside)",
+    )
     args = parser.parse_args(argv)
     if not 1_000 <= args.resources <= 2_000_000:
         print("--resources must be between 1,000 and 2,000,000", file=sys.stderr)
@@ -437,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             floor = {"resources": copied, "seconds": elapsed, "rate": copied / elapsed}
             print(f"floor: plain COPY {floor['rate']:,.0f} resources/s ({elapsed:.1f} s)")
             profile_to = OUT_DIR / "profile-bulk-load.txt" if args.profile else None
-            first = run_loader(conninfo, folder, profile_to)
+            first = run_loader(conninfo, folder, profile_to, ["--index-build", args.index_build])
             counts = table_counts(conninfo)
             again = run_loader(conninfo, folder, None)
         for run in (first, again):
@@ -468,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError(f"unexpected counts: first {first}, reload {again}")
         results = {
             "target": args.resources,
+            "index_build": args.index_build,
             "resources": count,
             "copies": copies,
             "floor": floor,

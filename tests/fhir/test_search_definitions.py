@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from maillage.fhir.search_definitions import PollOrder
 from tests.conftest import free_port
 
 MARITAL = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
@@ -281,3 +282,13 @@ def test_a_bulk_load_indexes_the_custom_parameters(http: httpx.Client, clean_dat
     )
     assert report.loaded == 1
     assert families(strict_search(http, "marital=M").json()) == ["Loaded"]
+
+
+def test_an_older_poll_is_not_applied_over_a_newer_one() -> None:
+    """Refreshes overlap in a process: the one that read its snapshot first and ends
+    last must not put back the pending parameters (or generation) of before."""
+    order = PollOrder()
+    first, second = order.take(), order.take()
+    assert order.newest(second)
+    assert not order.newest(first)
+    assert order.newest(order.take())

@@ -16,6 +16,7 @@ instead of incomplete results (docs/decisions/0004-custom-search-parameters.md).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -60,6 +61,32 @@ SELECT d.generation,
           AND r.content ->> 'status' = 'active')
 FROM search_definitions d
 """
+
+
+class PollOrder:
+    """Refreshes overlap (the periodic one, the one after a definitions write commits, a
+    reindex job's): what a poll read is applied only if no poll taken after it was
+    applied already, so that an older snapshot cannot undo a newer one (a pending
+    parameter's marker cleared, and a search answered from half-built rows)."""
+
+    def __init__(self) -> None:
+        self._taken = itertools.count(1)
+        self._applied = 0
+
+    def take(self) -> int:
+        """A poll's place in the order, taken once its snapshot is read."""
+        return next(self._taken)
+
+    def newest(self, ticket: int) -> bool:
+        """Whether the poll ``ticket`` is the newest applied (and mark it applied)."""
+        if ticket < self._applied:
+            return False
+        self._applied = ticket
+        return True
+
+
+# Process-wide, as the registry it guards.
+_POLL_ORDER = PollOrder()
 
 
 def _json(value: Any) -> Any:
@@ -109,15 +136,20 @@ class SearchDefinitions:
         async with self.db.connection() as conn:
             cursor = await conn.execute(_POLL)
             row = await cursor.fetchone()
+            ticket = _POLL_ORDER.take()
             if row is None:  # the migration's row was removed: official definitions only
                 return REGISTRY.generation
             generation = int(row[0])
+            loaded = None
             if generation != REGISTRY.generation:
                 cursor = await conn.execute(_LOAD)
                 loaded = await cursor.fetchone()
                 assert loaded is not None
-                REGISTRY.install(Definitions.build(int(loaded[0]), _json(loaded[1])))
-                log.info("search definitions: generation %s installed", loaded[0])
+        if not _POLL_ORDER.newest(ticket):  # a newer poll was applied meanwhile
+            return REGISTRY.generation
+        if loaded is not None:
+            REGISTRY.install(Definitions.build(int(loaded[0]), _json(loaded[1])))
+            log.info("search definitions: generation %s installed", loaded[0])
         REGISTRY.set_pending(
             {
                 (resource_type, code): Pending(job_id, status, percent(_json(progress)))
