@@ -139,14 +139,20 @@ def free_port() -> int:
 
 class RunningHub:
     def __init__(self, settings: Settings, conninfo: str) -> None:
-        self.port = free_port()
+        # bound here and handed to the server: a port only probed could be taken by
+        # another process before the server binds it
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = int(self.socket.getsockname()[1])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, conninfo)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -163,6 +169,7 @@ class RunningHub:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.socket.close()
 
 
 def _running_hub(
