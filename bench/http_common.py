@@ -854,3 +854,22 @@ def profile_sections(profiles: dict[str, str]) -> list[str]:
     for name, summary in profiles.items():
         lines += [f"### Profile {name} (py-spy)", "", "```", summary, "```", ""]
     return lines
+
+
+def recording_engine(statements: list[str]) -> Any:
+    """The hub's search engine, appending the SQL of each statement it runs to
+    ``statements`` (the benches show their plans)."""
+    from psycopg import sql
+
+    from maillage.fhir.search.engine import SearchEngine
+
+    class RecordingEngine(SearchEngine):
+        async def _fetch(
+            self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
+        ) -> list[tuple[Any, ...]]:
+            statements.append(query.as_string(conn))
+            return await super()._fetch(conn, query)
+
+        fetch = _fetch  # $everything calls it by this name
+
+    return RecordingEngine()

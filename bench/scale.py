@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
 
 from bench import scale_data
 from bench.bulk_load import run_loader
@@ -41,6 +40,7 @@ from bench.http_common import (
     fresh_database,
     machine_description,
     postgres_server,
+    recording_engine,
     running_hub,
     vacuum_analyze,
     wait_until_quiet,
@@ -250,21 +250,11 @@ def _ref(resource: dict[str, Any]) -> str:
 
 # -- plans ------------------------------------------------------------------------------
 async def _captured(database: str, run: Callable[[Any, Any], Any]) -> list[str]:
-    from maillage.fhir.search.engine import SearchEngine
     from maillage.storage.database import _configure
 
     statements: list[str] = []
 
-    class RecordingEngine(SearchEngine):
-        async def _fetch(
-            self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
-        ) -> list[tuple[Any, ...]]:
-            statements.append(query.as_string(conn))
-            return await super()._fetch(conn, query)
-
-        fetch = _fetch
-
-    engine = RecordingEngine()
+    engine = recording_engine(statements)
     async with await psycopg.AsyncConnection.connect(database) as conn:
         await _configure(conn)
         await run(engine, conn)

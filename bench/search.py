@@ -46,6 +46,7 @@ from bench.http_common import (
     profile_summary,
     profiling,
     ratio,
+    recording_engine,
     require_wrk,
     run_wrk,
     running_hub,
@@ -240,19 +241,11 @@ def hub_ids(base_url: str, resource_type: str, params: list[tuple[str, str]]) ->
 # -- plans ------------------------------------------------------------------------------
 async def _captured(conninfo: str, scenario: Scenario) -> list[str]:
     """The SQL statements the hub's engine sends for the scenario's first search."""
-    from maillage.fhir.search.engine import SearchEngine
     from maillage.storage.database import _configure
 
     statements: list[str] = []
 
-    class RecordingEngine(SearchEngine):
-        async def _fetch(
-            self, conn: psycopg.AsyncConnection, query: sql.Composed | sql.SQL
-        ) -> list[tuple[Any, ...]]:
-            statements.append(query.as_string(conn))
-            return await super()._fetch(conn, query)
-
-    engine = RecordingEngine()
+    engine = recording_engine(statements)
     async with await psycopg.AsyncConnection.connect(conninfo) as conn:
         await _configure(conn)
         await engine.search(

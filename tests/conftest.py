@@ -110,6 +110,13 @@ def clean_database(database_url: str) -> str:
     return database_url
 
 
+def emptied(conninfo: str) -> str:
+    """``conninfo``, its tables emptied (a module's own database, before each test)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        empty_tables(conn)
+    return conninfo
+
+
 def empty_tables(conn: psycopg.Connection, tables: tuple[str, ...] = TABLES) -> None:
     """Empty the tables (autocommit connection), trying again when a running hub's
     background transaction (a job claim, an audit record) took its locks in another

@@ -21,7 +21,7 @@ from maillage.fhir.search.engine import SearchEngine
 from maillage.security import AllowAll
 from maillage.storage import Database
 from tests import factories
-from tests.conftest import empty_tables, fresh_database
+from tests.conftest import emptied, fresh_database
 
 from .conftest import DOCTOR, fill, run
 
@@ -40,9 +40,7 @@ def own_database(server_url: str) -> Iterator[str]:
 @pytest.fixture
 def clean_database(own_database: str) -> str:
     """This module's database, emptied."""
-    with psycopg.connect(own_database, autocommit=True) as conn:
-        empty_tables(conn)
-    return own_database
+    return emptied(own_database)
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ import pytest
 from maillage.audit.service import AuditTrail, VerifyReport
 from maillage.loading.service import BulkLoader
 from maillage.storage import Database
-from tests.conftest import empty_tables, fresh_database
+from tests.conftest import emptied, fresh_database
 from tests.loading.conftest import SMALL_TERRITORY, write_ndjson
 
 # what the small territory's seven resources are about
@@ -39,9 +39,7 @@ def own_database(server_url: str) -> Iterator[str]:
 @pytest.fixture
 def clean_database(own_database: str) -> str:
     """This module's database, emptied."""
-    with psycopg.connect(own_database, autocommit=True) as conn:
-        empty_tables(conn)
-    return own_database
+    return emptied(own_database)
 
 
 def _staged(conninfo: str) -> dict[tuple[str, str | None], set[str]]:
