@@ -202,13 +202,13 @@ class ConditionalReferences:
                 resolution.unresolved[(_target_type(reference), "loaded without index")] += 1
             return resolution
         targets = look_up(conn, list(self.named_by), resolution.unresolved)
-        touched: dict[int, list[str]] = {}
+        touched: dict[int, dict[str, None]] = {}  # a resource written twice: noted twice
         for reference in targets:
             for rid in self.named_by[reference]:
-                touched.setdefault(rid, []).append(reference)
+                touched.setdefault(rid, {})[reference] = None
         rids = sorted(touched)
         for start in range(0, len(rids), _BATCH):
-            batch = {rid: touched[rid] for rid in rids[start : start + _BATCH]}
+            batch = {rid: list(touched[rid]) for rid in rids[start : start + _BATCH]}
             with conn.transaction():
                 self._rewrite(conn, batch, targets)
         resolution.resources = len(touched)
