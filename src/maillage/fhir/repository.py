@@ -28,6 +28,10 @@ from maillage.errors import (
 )
 from maillage.fhir import batch_writes, sql_writes
 from maillage.fhir.business_rules import check_business_rules
+from maillage.fhir.conditional_references import (
+    has_conditional_references,
+    resolve_conditional_references,
+)
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.matching import identifier_criteria, single_match
 from maillage.fhir.model import StoredResource, WriteOutcome
@@ -132,6 +136,12 @@ class Repository(RepositoryReads):
         resource = check_business_rules(validate_resource(resource))
         resource_type = resource["resourceType"]
         self._authorize(Action.CREATE, resource_type, resource)
+        if has_conditional_references(resource):  # resolved in the write's transaction
+            async with self.atomic() as repo:
+                literal = await resolve_conditional_references(repo, resource)
+                return await repo.create(
+                    literal, if_none_exist=if_none_exist, resource_id=resource_id
+                )
         # An unconditional create is one statement (the resource and its index rows in one
         # CTE), atomic on its own: no BEGIN/COMMIT round trips around it. A SearchParameter
         # changes the definitions in the same transaction.
@@ -168,6 +178,12 @@ class Repository(RepositoryReads):
                 f"the body's id {resource.get('id')!r} does not match the URL id {resource_id!r}"
             )
         self._authorize(Action.UPDATE, resource_type, resource)
+        if has_conditional_references(resource):  # resolved in the write's transaction
+            async with self.atomic() as repo:
+                literal = await resolve_conditional_references(repo, resource)
+                return await repo.update(
+                    resource_type, resource_id, literal, if_match=if_match, method=method
+                )
         async with self._connection() as conn:
             outcome = await self._update(
                 conn, resource_type, resource_id, resource, if_match, method
@@ -227,6 +243,8 @@ class Repository(RepositoryReads):
                 f"resourceType {found!r} does not match the URL type {resource_type!r}"
             )
         async with self.atomic() as repo, repo._connection() as conn:
+            if has_conditional_references(resource):
+                resource = await resolve_conditional_references(repo, resource)
             if batch_writes.eligible(self, resource_type, [(criteria, resource)]):
                 (outcome,) = await batch_writes.conditional_update_many(
                     repo, conn, resource_type, [(criteria, resource)]
@@ -248,6 +266,10 @@ class Repository(RepositoryReads):
         """Each item's ``conditional_update`` in one transaction, outcomes in item order; a
         group by identifier takes a few statements in all (``batch_writes``)."""
         require_known_type(resource_type)
+        if any(has_conditional_references(resource) for _, resource in items):
+            async with self.atomic() as repo:
+                literal = [(c, await resolve_conditional_references(repo, r)) for c, r in items]
+                return await repo.conditional_update_many(resource_type, literal)
         if not batch_writes.eligible(self, resource_type, items):
             async with self.atomic() as repo:
                 return [await repo.conditional_update(resource_type, c, r) for c, r in items]

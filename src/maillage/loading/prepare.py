@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,11 @@ from maillage.audit.events import patients_of
 from maillage.errors import MaillageError
 from maillage.fhir import validation
 from maillage.fhir.business_rules import check_business_rules
+from maillage.fhir.conditional_references import (
+    conditional_references,
+    with_literal_bytes,
+    with_literals,
+)
 from maillage.fhir.definitions import resource_types, search_params
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.indexing.values import IndexRows
@@ -53,8 +57,6 @@ _NULL = "\\N"
 # The types whose identifiers a load learns while its indexes are set aside: those that
 # other resources name by conditional reference, few (not Patient: a million of them).
 LEARNED_TYPES = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole"})
-# A conditional reference value (a value with an escaped character is left as written).
-_CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]*\?[^"\\]*)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +112,6 @@ _ctx: RequestContext = RequestContext.system("loader")
 _index: bool = True
 # How long an ended encounter keeps its care relationship (settings.care_recent_days).
 _care_days: int = 30
-
-
-def conditional_references(body: bytes) -> tuple[str, ...]:
-    """The distinct conditional references (``Type?criteria``) of a resource's JSON."""
-    if b"?" not in body:
-        return ()
-    return tuple(dict.fromkeys(m.decode() for m in _CONDITIONAL.findall(body)))
 
 
 def warm_up() -> None:
@@ -310,7 +305,7 @@ def prepare_chunk(items: list[Item], resolved: Mapping[str, str] | None = None) 
     for position, item in enumerate(items):
         try:
             if resolved and isinstance(item.raw, bytes) and b"?" in item.raw:
-                raw, named = _with_literal_bytes(item.raw, resolved)
+                raw, named = with_literal_bytes(item.raw, resolved)
                 resource = orjson.loads(raw)
                 chunk.literals += named
             else:
@@ -355,41 +350,12 @@ def _identified_as(resource: dict[str, Any]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _with_literal_bytes(raw: bytes, resolved: Mapping[str, str]) -> tuple[bytes, int]:
-    """A line with its ``resolved`` references written as literals, and how many were."""
-    count = 0
-
-    def literal(match: re.Match[bytes]) -> bytes:
-        nonlocal count
-        target = resolved.get(match[1].decode())
-        if target is None:
-            return match[0]
-        count += 1
-        return match[0][: match.start(1) - match.start(0)] + target.encode() + b'"'
-
-    return _CONDITIONAL.sub(literal, raw), count
-
-
 def _with_literal_values(
     resource: dict[str, Any], resolved: Mapping[str, str]
 ) -> tuple[dict[str, Any], int]:
     """``_with_literal_bytes`` for a resource given parsed (``load_resources``)."""
     count = sum(1 for found in conditional_references(orjson.dumps(resource)) if found in resolved)
     return (with_literals(resource, resolved), count) if count else (resource, 0)
-
-
-def with_literals(node: Any, resolved: Mapping[str, str]) -> Any:
-    """``node`` with each ``reference`` found in ``resolved`` replaced by its literal."""
-    if isinstance(node, dict):
-        return {
-            key: resolved.get(value, value)
-            if key == "reference" and isinstance(value, str)
-            else with_literals(value, resolved)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [with_literals(item, resolved) for item in node]
-    return node
 
 
 def prepare_changed(resources: list[dict[str, Any]], codes: frozenset[str]) -> PreparedChunk:

@@ -40,10 +40,11 @@ import orjson
 import psycopg
 
 from maillage.fhir.batch_writes import identifier_hash
+from maillage.fhir.conditional_references import conditional_references
 from maillage.fhir.definitions import params_for
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.stamping import content_hash
-from maillage.loading.prepare import PreparedChunk, conditional_references
+from maillage.loading.prepare import PreparedChunk
 from maillage.loading.readers import Item
 from maillage.loading.writer import ChunkResult, write_care
 from maillage.security.care import CARE_TYPES, OBJECTION_TYPE, grants_of, objection_of
