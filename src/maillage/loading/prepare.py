@@ -304,15 +304,7 @@ def prepare_chunk(items: list[Item], resolved: Mapping[str, str] | None = None) 
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(items):
         try:
-            if resolved and isinstance(item.raw, bytes) and b"?" in item.raw:
-                raw, named = with_literal_bytes(item.raw, resolved)
-                resource = orjson.loads(raw)
-                chunk.literals += named
-            else:
-                resource = _parse(item)
-                if resolved and isinstance(resource, dict):
-                    resource, named = _with_literal_values(resource, resolved)
-                    chunk.literals += named
+            resource, named = _parsed_with_literals(item, resolved)
             stamped, method, body, rows = prepare_one(resource, moment)
         except orjson.JSONDecodeError as error:
             chunk.rejected.append(Rejection(item.file, item.line, f"invalid JSON: {error}"))
@@ -336,6 +328,7 @@ def prepare_chunk(items: list[Item], resolved: Mapping[str, str] | None = None) 
             continue
         seen.add(key)
         _append(chunk, index, position, stamped, method, moment_text, body, rows)
+        chunk.literals += named  # counted once written (not if rejected)
     chunk.index = {table: lines for table, lines in index.items() if any(lines)}
     return chunk
 
@@ -348,6 +341,18 @@ def _identified_as(resource: dict[str, Any]) -> tuple[str, ...]:
         if isinstance(system, str) and isinstance(value, str) and system and value:
             keys.append(f"{resource['resourceType']}?identifier={system}|{value}")
     return tuple(keys)
+
+
+def _parsed_with_literals(item: Item, resolved: Mapping[str, str] | None) -> tuple[Any, int]:
+    """The item parsed, its ``resolved`` conditional references written as literals, and
+    how many were (a line is rewritten as bytes, before parsing: most hold none)."""
+    if resolved and isinstance(item.raw, bytes) and b"?" in item.raw:
+        raw, named = with_literal_bytes(item.raw, resolved)
+        return orjson.loads(raw), named
+    resource = _parse(item)
+    if resolved and isinstance(resource, dict):
+        return _with_literal_values(resource, resolved)
+    return resource, 0
 
 
 def _with_literal_values(
