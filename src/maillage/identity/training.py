@@ -13,13 +13,17 @@ The input is prepared records (``normalize.prepare``); nothing here logs their v
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maillage.identity.compare import CATALOG, DEFAULT_COMPARISONS
 from maillage.identity.model import ComparisonParams, LevelParams, Model, Thresholds, default_model
 from maillage.identity.normalize import LIST_COLUMNS
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEFAULT_EM_BLOCKING: tuple[tuple[str, ...], ...] = (
     ("birth_date",),
@@ -68,12 +72,38 @@ def train(
     """Train on one table (a dedupe of a territory's base) or two (a link between two
     sources); return the in-process model. A level Splink could not estimate keeps the
     untrained default, and says so in ``Model.trained``."""
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
-
     if not tables or len(tables) > 2:
         raise ValueError("train takes one table (dedupe) or two (link)")
+    import duckdb
+
+    # Splink's objects hold their DuckDB in reference cycles: closed and collected here,
+    # its threads (a dozen) end with the training instead of at some later collection —
+    # a process that forks after training (a test run) must not carry them into its
+    # children. A collection costs milliseconds; a training, seconds.
+    connection = duckdb.connect(":memory:")
+    try:
+        return _train(tables, comparisons, connection, em_blocking, deterministic_rules,
+                      deterministic_recall, u_max_pairs, seed, thresholds)  # fmt: skip
+    finally:
+        connection.close()
+        gc.collect()
+
+
+def _train(
+    tables: Sequence[Sequence[Mapping[str, Any]]],
+    comparisons: Sequence[str],
+    connection: duckdb.DuckDBPyConnection,
+    em_blocking: Sequence[Sequence[str]],
+    deterministic_rules: Sequence[Sequence[str]],
+    deterministic_recall: float,
+    u_max_pairs: float,
+    seed: int,
+    thresholds: Thresholds | None,
+) -> Model:
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
     columns = _columns(comparisons)
-    db_api = DuckDBAPI()
+    db_api = DuckDBAPI(connection)
     offset = 0
     registered = []
     for number, records in enumerate(tables):
