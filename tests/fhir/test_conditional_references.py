@@ -73,7 +73,8 @@ def test_a_reference_that_matches_nothing_is_refused_where_it_is(http: httpx.Cli
 
     response = http.post("/Encounter", json=encounter)
 
-    outcome = assert_outcome(response, 422, says="matches nothing")
+    # as in a transaction: 404, the entry (here the element) located
+    outcome = assert_outcome(response, 404, code="not-found", says="matches nothing")
     assert outcome["issue"][0]["expression"] == ["Encounter.participant[0].individual.reference"]
     # the criteria are not echoed: they may hold a patient's identifier
     assert unknown["identifier"][0]["value"] not in response.text

@@ -8,8 +8,9 @@ those, ``loading/references.py``). Stored as written, such a reference would be 
 string no search follows and no care relationship reads. So every write resolves them
 as a transaction would, in the write's own transaction: the one resource the criteria
 match, searched as the caller (``Repository.match_one``, which holds the criteria lock
-to the end). None: 422, located at the reference; several: 412. The messages name the
-target type and the place, never the criteria (they may hold a patient's identifier).
+to the end). None: 404, located at the reference; several: 412 (as in a transaction).
+The messages name the target type and the place, never the criteria (they may hold a
+patient's identifier).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from maillage.errors import Issue, ValidationFailed
+from maillage.errors import Issue, NotFound
 from maillage.fhir.validation import require_known_type
 
 if TYPE_CHECKING:
@@ -95,9 +96,9 @@ async def resolve_conditional_references(repo: Repository, resource: Any) -> Any
         target_type, _, query = reference.partition("?")
         require_known_type(target_type)
         match = await repo.match_one(target_type, parse_qsl(query, keep_blank_values=True))
-        if match is None:
+        if match is None:  # 404, as in a transaction (``bundles.py``)
             message = f"the conditional reference to a {target_type} at {path} matches nothing"
-            raise ValidationFailed(message, issues=[Issue(message, expression=path)])
+            raise NotFound(message, issues=[Issue(message, expression=path, code="not-found")])
         resolved[reference] = match.reference
     return with_literals(resource, resolved)
 
