@@ -40,7 +40,7 @@ import orjson
 import psycopg
 
 from maillage.fhir.batch_writes import identifier_hash
-from maillage.fhir.conditional_references import conditional_references
+from maillage.fhir.conditional_references import conditional_references, with_literal_bytes
 from maillage.fhir.definitions import params_for
 from maillage.fhir.indexing.extractor import extract_index
 from maillage.fhir.stamping import content_hash
@@ -219,9 +219,8 @@ class ConditionalReferences:
     def _rewrite(
         self, conn: psycopg.Connection, batch: dict[int, list[str]], targets: dict[str, str]
     ) -> None:
-        """Rewrite a batch of resources (rid -> the references to rewrite in it). The JSON
-        is rewritten as text: a reference is a whole JSON string, and PostgreSQL writes
-        ``"reference": "..."`` alike in every resource."""
+        """Rewrite a batch of resources (rid -> the references to rewrite in it), their
+        JSON as text, as the loader rewrites its lines (``with_literal_bytes``)."""
         rows = conn.execute(_LOCK, (list(batch),)).fetchall()
         rids: list[int] = []
         contents: list[str] = []
@@ -230,13 +229,10 @@ class ConditionalReferences:
         care: list[tuple[str, str, list[Any]]] = []
         objections: list[tuple[str, str | None]] = []
         for rid, resource_type, content in rows:
-            for reference in batch[rid]:
-                content = content.replace(
-                    f'"reference": "{reference}"', f'"reference": "{targets[reference]}"'
-                )
-            body = orjson.loads(content)
+            rewritten, _ = with_literal_bytes(content.encode(), targets)
+            body = orjson.loads(rewritten)
             rids.append(int(rid))
-            contents.append(content)
+            contents.append(rewritten.decode())
             hashes.append(content_hash(body))
             extracted = extract_index(body, _reference_codes(resource_type))
             for code, target_type, target_id, url in extracted.reference:
